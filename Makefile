@@ -1,0 +1,35 @@
+# The two commands that matter on a fresh clone: `make demo` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip install --disable-pip-version-check -q
+
+.PHONY: demo test lint bench clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) -e .
+	touch $@
+
+$(VENV)/.test-installed: pyproject.toml scripts/install-test-servers.sh
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) -e ".[test]"
+	bash scripts/install-test-servers.sh
+	touch $(VENV)/.installed $@
+
+demo: $(VENV)/.installed
+	$(PY) examples/quickstart.py
+
+test: $(VENV)/.test-installed
+	$(VENV)/bin/ruff check scalable tests bench examples
+	SCALABLE_DIGEST_CACHE=off $(PY) -m pytest
+
+lint: $(VENV)/.test-installed
+	$(VENV)/bin/ruff check scalable tests bench examples
+	$(VENV)/bin/ruff format --check scalable tests bench examples
+
+bench: $(VENV)/.test-installed
+	$(PY) bench/bench_local.py
+
+clean:
+	rm -rf $(VENV) artifacts .scalable .pytest_cache .ruff_cache

@@ -1,0 +1,48 @@
+"""scalable: artifacts, caches and runs for scientific and data workflows.
+
+One artifact API over local disk, S3, GCS and Azure; every artifact carries a SHA-256
+digest and size, is never half-written, and is verified on read.
+"""
+
+from scalable.artifacts import (
+    ArtifactKind,
+    ArtifactRef,
+    ArtifactStore,
+    FsspecArtifactStore,
+    LocalArtifactStore,
+    build_artifact_store,
+    register_artifact_store,
+)
+from scalable.errors import (
+    ArtifactKindError,
+    ArtifactNotFoundError,
+    FormatError,
+    IntegrityError,
+    InvalidKeyError,
+    KeyConflictError,
+    ScalableError,
+    StoreUnavailableError,
+    UnsupportedURIError,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ArtifactKind",
+    "ArtifactKindError",
+    "ArtifactNotFoundError",
+    "ArtifactRef",
+    "ArtifactStore",
+    "FormatError",
+    "FsspecArtifactStore",
+    "IntegrityError",
+    "InvalidKeyError",
+    "KeyConflictError",
+    "LocalArtifactStore",
+    "ScalableError",
+    "StoreUnavailableError",
+    "UnsupportedURIError",
+    "__version__",
+    "build_artifact_store",
+    "register_artifact_store",
+]

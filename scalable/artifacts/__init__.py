@@ -1,0 +1,26 @@
+"""Artifacts: refs, the store protocol, the local and fsspec stores, and the URI factory."""
+
+from scalable.artifacts.base import ArtifactStore
+from scalable.artifacts.digests import DigestCache, TreeEntry, digest_bytes, hash_file
+from scalable.artifacts.factory import build_artifact_store, register_artifact_store
+from scalable.artifacts.fsspec_store import FsspecArtifactStore
+from scalable.artifacts.keys import validate_key
+from scalable.artifacts.local import LocalArtifactStore
+from scalable.artifacts.ref import ArtifactKind, ArtifactRef
+from scalable.artifacts.store import BaseArtifactStore
+
+__all__ = [
+    "ArtifactKind",
+    "ArtifactRef",
+    "ArtifactStore",
+    "BaseArtifactStore",
+    "DigestCache",
+    "FsspecArtifactStore",
+    "LocalArtifactStore",
+    "TreeEntry",
+    "build_artifact_store",
+    "digest_bytes",
+    "hash_file",
+    "register_artifact_store",
+    "validate_key",
+]

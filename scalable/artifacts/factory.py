@@ -1,0 +1,115 @@
+"""``build_artifact_store(uri)``: one call from a URI or path to a store.
+
+A plain path (absolute, relative, ``~``) or ``file://`` gives a
+:class:`~scalable.artifacts.local.LocalArtifactStore`; any other fsspec protocol gives a
+:class:`~scalable.artifacts.fsspec_store.FsspecArtifactStore`. Plugins add or replace
+schemes through the ``scalable.artifact_stores`` entry-point group: each entry point is
+named after its scheme and loads a callable ``(uri, **storage_options) -> store``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from importlib.metadata import entry_points
+from typing import Any
+from urllib.parse import unquote
+
+from fsspec.registry import get_filesystem_class, known_implementations, registry
+
+from scalable.artifacts.base import ArtifactStore
+from scalable.artifacts.fsspec_store import FsspecArtifactStore
+from scalable.artifacts.local import LocalArtifactStore
+from scalable.artifacts.uris import redact_uri, split_protocol
+from scalable.errors import UnsupportedURIError
+
+StoreFactory = Callable[..., ArtifactStore]
+
+ENTRY_POINT_GROUP = "scalable.artifact_stores"
+
+#: The ``pip install 'scalable[extra]'`` that brings each protocol's fsspec driver.
+EXTRAS = {
+    "s3": "s3",
+    "s3a": "s3",
+    "gs": "gcs",
+    "gcs": "gcs",
+    "az": "azure",
+    "abfs": "azure",
+    "abfss": "azure",
+}
+
+#: Options that configure the store itself rather than its filesystem.
+STORE_OPTIONS = ("max_concurrency",)
+
+_registry: dict[str, StoreFactory] = {}
+_entry_points_loaded = False
+
+
+def register_artifact_store(scheme: str, factory: StoreFactory) -> None:
+    """Make ``build_artifact_store`` build ``scheme://...`` URIs with ``factory``."""
+    _registry[scheme.lower()] = factory
+
+
+def _load_entry_points() -> None:
+    global _entry_points_loaded
+    if _entry_points_loaded:
+        return
+    _entry_points_loaded = True
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        _registry.setdefault(ep.name.lower(), ep.load())
+
+
+def _local_path(uri: str, protocol: str | None, rest: str) -> str:
+    if protocol is None:
+        return uri
+    host, slash, path = rest.partition("/")
+    if host not in ("", "localhost"):
+        raise UnsupportedURIError(
+            f"file URI {uri!r} names host {host!r}: only local file URIs (file:///path) are supported"
+        )
+    return unquote(slash + path)
+
+
+def build_artifact_store(uri: str | os.PathLike[str], **storage_options: Any) -> ArtifactStore:
+    """Build the artifact store for ``uri``; ``storage_options`` reach its filesystem.
+
+    >>> store = build_artifact_store("./artifacts")            # doctest: +SKIP
+    >>> store = build_artifact_store("s3://bucket/prefix",      # doctest: +SKIP
+    ...     endpoint_url="http://127.0.0.1:8333", key="...", secret="...")
+    """
+    text = os.fspath(uri)
+    if not isinstance(text, str) or not text:
+        raise UnsupportedURIError(f"{uri!r} is not a store URI: give a path or a URI such as s3://bucket/prefix")
+    protocol, rest = split_protocol(text)
+    store_kwargs = {k: storage_options.pop(k) for k in STORE_OPTIONS if k in storage_options}
+    if protocol in (None, "file", "local"):
+        local_kwargs = {**store_kwargs}
+        if "durable" in storage_options:
+            local_kwargs["durable"] = storage_options.pop("durable")
+        if storage_options:
+            raise UnsupportedURIError(
+                f"local store {text!r} takes no storage options, got {sorted(storage_options)}"
+            )
+        return LocalArtifactStore(_local_path(text, protocol, rest), **local_kwargs)
+    _load_entry_points()
+    assert protocol is not None
+    if protocol in _registry:
+        return _registry[protocol](text, **store_kwargs, **storage_options)
+    if protocol not in known_implementations and protocol not in registry:
+        raise UnsupportedURIError(
+            f"unknown URI scheme {protocol!r} in {redact_uri(text)!r}: use a path, file://, s3://, gs://, "
+            "az://, memory:// or another fsspec protocol, or register one under the "
+            f"'{ENTRY_POINT_GROUP}' entry-point group"
+        )
+    try:
+        get_filesystem_class(protocol)
+    except ImportError as exc:
+        extra = EXTRAS.get(protocol)
+        how = f"pip install 'scalable[{extra}]'" if extra else f"install the fsspec driver for {protocol}://"
+        raise UnsupportedURIError(
+            f"the {protocol}:// driver is not installed ({exc}): {how}"
+        ) from None
+    return FsspecArtifactStore(text, storage_options=storage_options, **store_kwargs)
+
+
+__all__ = ["ENTRY_POINT_GROUP", "build_artifact_store", "register_artifact_store"]

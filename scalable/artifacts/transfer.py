@@ -1,0 +1,209 @@
+"""Moving bytes while hashing them: the one read that both copies and digests.
+
+``copy_hashing`` overlaps the write of chunk *n* with the hash of chunk *n* on another
+thread (``hashlib`` and file writes both release the GIL), so a put costs about one
+read of the source, not a read plus a copy. ``VerifyingReader`` hands bytes out as it
+hashes them and raises ``IntegrityError`` instead of signalling end-of-file when the
+bytes do not match, so a reader that consumes to the end never finishes on bad data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import queue
+import threading
+from collections.abc import Callable
+from typing import Any, BinaryIO
+
+from fsspec.callbacks import DEFAULT_CALLBACK, Callback
+
+from scalable.artifacts.digests import CHUNK_SIZE, format_digest
+from scalable.errors import IntegrityError
+
+#: Below this size a copy runs inline: a thread costs more than it saves.
+THREADED_MIN_BYTES = 4 * CHUNK_SIZE
+
+
+def copy_hashing(
+    src: BinaryIO,
+    write: Callable[[memoryview], Any],
+    *,
+    size_hint: int | None = None,
+    callback: Callback = DEFAULT_CALLBACK,
+    chunk_size: int = CHUNK_SIZE,
+) -> tuple[str, int]:
+    """Copy ``src`` to ``write`` in chunks, hashing the same bytes; return (digest, size).
+
+    For large inputs the writes run on a helper thread, overlapped with hashing on this
+    one; chunks are recycled from a small fixed pool, so memory stays bounded.
+    """
+    h = hashlib.sha256()
+    total = 0
+    if size_hint is not None and size_hint < THREADED_MIN_BYTES:
+        while chunk := src.read(chunk_size):
+            write(memoryview(chunk))
+            h.update(chunk)
+            total += len(chunk)
+            callback.relative_update(len(chunk))
+        return format_digest(h.hexdigest()), total
+
+    free: queue.Queue[bytearray] = queue.Queue()
+    for _ in range(3):
+        free.put(bytearray(chunk_size))
+    pending: queue.Queue[tuple[bytearray, int] | None] = queue.Queue()
+    failure: list[BaseException] = []
+
+    def writer() -> None:
+        while (item := pending.get()) is not None:
+            buf, n = item
+            if not failure:
+                try:
+                    write(memoryview(buf)[:n])
+                except BaseException as exc:  # surfaced on the caller's thread below
+                    failure.append(exc)
+            free.put(buf)
+
+    thread = threading.Thread(target=writer, name="scalable-copy-writer", daemon=True)
+    thread.start()
+    try:
+        while not failure:
+            buf = free.get()
+            n = src.readinto(buf)  # type: ignore[attr-defined]
+            if not n:
+                free.put(buf)
+                break
+            pending.put((buf, n))
+            h.update(memoryview(buf)[:n])
+            total += n
+            callback.relative_update(n)
+    finally:
+        pending.put(None)
+        thread.join()
+    if failure:
+        raise failure[0]
+    return format_digest(h.hexdigest()), total
+
+
+class VerifyingReader(io.RawIOBase):
+    """A read-only stream that checks the bytes it hands out against a digest.
+
+    Reading to the end either returns ``b""`` (all bytes matched ``expected``) or raises
+    ``IntegrityError`` (they did not, or there were too few or too many). Seeking is
+    allowed; a stream that was seeked is checked by size only when it reaches the end,
+    because a partial read cannot prove a whole-object digest.
+    """
+
+    def __init__(self, raw: BinaryIO, expected: str, size: int, *, what: str, verify: bool = True):
+        super().__init__()
+        self._raw = raw
+        self._expected = expected
+        self._size = size
+        self._what = what
+        self._verify = verify
+        self._hash = hashlib.sha256()
+        self._pos = 0
+        self._sequential = True
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        target = {io.SEEK_SET: offset, io.SEEK_CUR: self._pos + offset, io.SEEK_END: self._size + offset}[whence]
+        if target != self._pos:
+            self._raw.seek(target)
+            self._sequential = self._sequential and target == 0
+            if target == 0:
+                self._hash = hashlib.sha256()
+            self._pos = target
+        return self._pos
+
+    def readinto(self, b: Any) -> int:
+        data = self._raw.read(len(b))
+        n = len(data)
+        if n == 0:
+            self._finish()
+            return 0
+        if self._pos + n > self._size:
+            raise IntegrityError(f"{self._what} has more bytes than the {self._size} recorded at commit")
+        if self._sequential:
+            self._hash.update(data)
+        b[:n] = data
+        self._pos += n
+        return n
+
+    def _finish(self) -> None:
+        if not self._verify:
+            return
+        if self._pos != self._size:
+            raise IntegrityError(
+                f"{self._what} is truncated: {self._pos} of {self._size} bytes; "
+                "re-put it from its source or restore it from a copy"
+            )
+        if self._sequential and format_digest(self._hash.hexdigest()) != self._expected:
+            raise IntegrityError(
+                f"{self._what} does not match its digest {self._expected}: the stored bytes were "
+                "altered after commit; re-put it from its source or restore it from a copy"
+            )
+
+    def close(self) -> None:
+        try:
+            self._raw.close()
+        finally:
+            super().close()
+
+
+class RangeReader(io.RawIOBase):
+    """A window ``[offset, offset + size)`` of a seekable stream, as a stream of its own."""
+
+    def __init__(self, raw: BinaryIO, offset: int, size: int):
+        super().__init__()
+        self._raw = raw
+        self._offset = offset
+        self._size = size
+        self._pos = 0
+        raw.seek(offset)
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        target = {io.SEEK_SET: offset, io.SEEK_CUR: self._pos + offset, io.SEEK_END: self._size + offset}[whence]
+        self._pos = max(0, min(target, self._size))
+        self._raw.seek(self._offset + self._pos)
+        return self._pos
+
+    def readinto(self, b: Any) -> int:
+        want = min(len(b), self._size - self._pos)
+        if want <= 0:
+            return 0
+        data = self._raw.read(want)
+        b[: len(data)] = data
+        self._pos += len(data)
+        return len(data)
+
+    def close(self) -> None:
+        try:
+            self._raw.close()
+        finally:
+            super().close()
+
+
+def buffered(raw: io.RawIOBase, buffer_size: int = 1024 * 1024) -> BinaryIO:
+    """Wrap a raw stream so ``read()``/``readline()`` behave as on an opened file."""
+    return io.BufferedReader(raw, buffer_size=buffer_size)  # type: ignore[arg-type,return-value]
+
+
+__all__ = ["RangeReader", "VerifyingReader", "buffered", "copy_hashing"]

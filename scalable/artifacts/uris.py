@@ -1,0 +1,40 @@
+"""URI helpers: protocol splitting and secret redaction."""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+_PROTOCOL = re.compile(r"^([a-zA-Z][a-zA-Z0-9+.-]*)://")
+_SECRET_PARAMS = re.compile(
+    r"(sig|signature|token|key|secret|password|passwd|credential|x-amz-signature|x-amz-credential|"
+    r"x-amz-security-token|x-goog-signature|x-goog-credential|sv|se|sp|skoid|sktid)$",
+    re.IGNORECASE,
+)
+
+
+def split_protocol(uri: str) -> tuple[str | None, str]:
+    """``"s3://b/k"`` -> ``("s3", "b/k")``; a plain path -> ``(None, path)``."""
+    match = _PROTOCOL.match(uri)
+    if match is None:
+        return None, uri
+    return match.group(1).lower(), uri[match.end() :]
+
+
+def redact_uri(uri: str) -> str:
+    """``uri`` with any ``user:password@`` and secret-looking query values replaced by ``***``."""
+    protocol, _ = split_protocol(uri)
+    if protocol is None:
+        return uri
+    parts = urlsplit(uri)
+    netloc = parts.netloc
+    if "@" in netloc:
+        netloc = "***@" + netloc.rsplit("@", 1)[1]
+    query = parts.query
+    if query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        query = urlencode([(k, "***" if _SECRET_PARAMS.search(k) else v) for k, v in pairs], safe="*")
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+__all__ = ["redact_uri", "split_protocol"]
