@@ -82,9 +82,7 @@ def parse_tree_manifest(data: bytes) -> list[TreeEntry]:
     doc = json.loads(data)
     if doc.get("format") != TREE_FORMAT:
         raise ValueError(f"not a {TREE_FORMAT} manifest")
-    return [
-        TreeEntry(e["path"], e["type"], e.get("digest"), int(e.get("size", 0))) for e in doc["entries"]
-    ]
+    return [TreeEntry(e["path"], e["type"], e.get("digest"), int(e.get("size", 0))) for e in doc["entries"]]
 
 
 def tree_size(entries: Iterable[TreeEntry]) -> int:
@@ -201,31 +199,35 @@ class DigestCache:
                 self._memory.clear()
             self._memory[key] = digest
 
+    def digest_of(self, local: Path, st: os.stat_result) -> tuple[str, int]:
+        """The digest and size of the file ``local`` whose stat is ``st``, hashing if needed."""
+        found = self.lookup(st)
+        if found is not None:
+            return found, st.st_size
+        digest, size = hash_file(local)
+        if size == st.st_size:  # a file that changed while it was read is not remembered
+            self.remember(st, digest)
+        return digest, size
+
     def file_digest(self, path: str | os.PathLike[str]) -> tuple[str, int]:
         """The digest and size of a local file, hashing only if its stat is new."""
         try:
             st = os.stat(path)
         except FileNotFoundError:
             raise ArtifactNotFoundError(f"local path {os.fspath(path)!r} does not exist") from None
-        found = self.lookup(st)
-        if found is not None:
-            return found, st.st_size
-        digest, size = hash_file(path)
-        if size == st.st_size:
-            self.remember(st, digest)
-        return digest, size
+        return self.digest_of(Path(path), st)
 
-    def tree(self, root: str | os.PathLike[str]) -> list[TreeEntry]:
-        """The tree manifest entries of a local directory (files hashed only if changed)."""
-        dirs, files = walk_tree(Path(root))
+    def tree_entries(self, dirs: Iterable[str], files: Iterable[SourceFile]) -> list[TreeEntry]:
+        """Manifest entries for what :func:`walk_tree` found (files hashed only if changed)."""
         entries = [TreeEntry(d, "dir") for d in dirs]
         for f in files:
-            digest = self.lookup(f.stat)
-            if digest is None:
-                digest, size = hash_file(f.local)
-                self.remember(f.stat, digest)
-            entries.append(TreeEntry(f.path, "file", digest, f.stat.st_size))
+            digest, size = self.digest_of(f.local, f.stat)
+            entries.append(TreeEntry(f.path, "file", digest, size))
         return entries
+
+    def tree(self, root: str | os.PathLike[str]) -> list[TreeEntry]:
+        """The tree manifest entries of a local directory."""
+        return self.tree_entries(*walk_tree(Path(root)))
 
     def path_digest(self, path: str | os.PathLike[str]) -> str:
         """The digest of a file, or the tree digest of a directory."""

@@ -87,9 +87,7 @@ def build_artifact_store(uri: str | os.PathLike[str], **storage_options: Any) ->
         if "durable" in storage_options:
             local_kwargs["durable"] = storage_options.pop("durable")
         if storage_options:
-            raise UnsupportedURIError(
-                f"local store {text!r} takes no storage options, got {sorted(storage_options)}"
-            )
+            raise UnsupportedURIError(f"local store {text!r} takes no storage options, got {sorted(storage_options)}")
         return LocalArtifactStore(_local_path(text, protocol, rest), **local_kwargs)
     _load_entry_points()
     assert protocol is not None
@@ -106,9 +104,7 @@ def build_artifact_store(uri: str | os.PathLike[str], **storage_options: Any) ->
     except ImportError as exc:
         extra = EXTRAS.get(protocol)
         how = f"pip install 'scalable[{extra}]'" if extra else f"install the fsspec driver for {protocol}://"
-        raise UnsupportedURIError(
-            f"the {protocol}:// driver is not installed ({exc}): {how}"
-        ) from None
+        raise UnsupportedURIError(f"the {protocol}:// driver is not installed ({exc}): {how}") from None
     return FsspecArtifactStore(text, storage_options=storage_options, **store_kwargs)
 
 

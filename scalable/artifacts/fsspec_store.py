@@ -24,7 +24,6 @@ from scalable.artifacts.digests import DigestCache
 from scalable.artifacts.store import TMP, BaseArtifactStore
 from scalable.artifacts.uris import redact_uri, split_protocol
 
-
 #: Filesystems whose uploads appear whole or not at all, and can be discarded mid-way.
 ATOMIC_UPLOAD_PROTOCOLS = frozenset({"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss"})
 

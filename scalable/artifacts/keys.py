@@ -17,8 +17,7 @@ MAX_KEY_BYTES = 900
 
 def _reject(key: object, why: str) -> InvalidKeyError:
     return InvalidKeyError(
-        f"invalid artifact key {key!r}: {why}. Use a relative POSIX path such as "
-        "'runs/run-001/output.csv'."
+        f"invalid artifact key {key!r}: {why}. Use a relative POSIX path such as 'runs/run-001/output.csv'."
     )
 
 

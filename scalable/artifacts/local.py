@@ -8,8 +8,6 @@ even across a power cut. Large writes start their write-back early (Linux
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import os
 import shutil
 import uuid
@@ -21,47 +19,8 @@ from typing import BinaryIO
 from scalable.artifacts.base import PathLike
 from scalable.artifacts.digests import DigestCache
 from scalable.artifacts.store import OBJECTS, REFS, TMP, BaseArtifactStore
+from scalable.artifacts.transfer import LocalFileWriter
 from scalable.errors import StoreUnavailableError
-
-_WRITEBACK_EVERY = 64 * 1024 * 1024
-_SYNC_FILE_RANGE_WRITE = 2
-
-
-def _load_sync_file_range():  # type: ignore[no-untyped-def]
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        fn = libc.sync_file_range
-    except (OSError, AttributeError):
-        return None
-    fn.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
-    return fn
-
-
-_sync_file_range = _load_sync_file_range()
-
-
-class _DurableFile:
-    """A raw file that asks the kernel to start writing back every few dozen MiB."""
-
-    def __init__(self, f: BinaryIO):
-        self._f = f
-        self._fd = f.fileno()
-        self._written = 0
-        self._flushed = 0
-
-    def write(self, data: bytes | memoryview) -> int:
-        view = memoryview(data)
-        while view:
-            n = os.write(self._fd, view)
-            view = view[n:]
-            self._written += n
-        if _sync_file_range is not None and self._written - self._flushed >= _WRITEBACK_EVERY:
-            _sync_file_range(self._fd, self._flushed, self._written - self._flushed, _SYNC_FILE_RANGE_WRITE)
-            self._flushed = self._written
-        return len(data)
-
-    def fileno(self) -> int:
-        return self._fd
 
 
 def _fsync_dir(path: Path) -> None:
@@ -110,12 +69,12 @@ class LocalArtifactStore(BaseArtifactStore):
         return self.root / rel
 
     @contextmanager
-    def _open_write(self, rel: str) -> Iterator[_DurableFile]:
+    def _open_write(self, rel: str) -> Iterator[LocalFileWriter]:
         target = self._path(rel)
         tmp = self.root / TMP / uuid.uuid4().hex
-        f = open(tmp, "wb", buffering=0)
+        f = open(tmp, "wb", buffering=0)  # noqa: SIM115 - closed in the finally below, after the rename
         try:
-            yield _DurableFile(f)
+            yield LocalFileWriter(f)
             if self.durable:
                 os.fsync(f.fileno())
             f.close()

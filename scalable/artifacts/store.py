@@ -54,7 +54,7 @@ from scalable.artifacts.digests import (
 )
 from scalable.artifacts.keys import ancestors, validate_key, validate_prefix
 from scalable.artifacts.ref import ArtifactKind, ArtifactRef
-from scalable.artifacts.transfer import RangeReader, VerifyingReader, buffered, copy_hashing
+from scalable.artifacts.transfer import LocalFileWriter, RangeReader, VerifyingReader, buffered, copy_hashing
 from scalable.errors import (
     ArtifactKindError,
     ArtifactNotFoundError,
@@ -196,7 +196,7 @@ class BaseArtifactStore(ABC):
     def _download(self, rel: str, dest: Path, *, size: int, callback: Callback) -> str:
         """Stream ``rel`` into the local file ``dest``, hashing it; return the digest."""
         with self._open_read(rel) as src, open(dest, "wb", buffering=0) as out:
-            digest, _ = copy_hashing(src, out.write, size_hint=size, callback=callback)
+            digest, _ = copy_hashing(src, LocalFileWriter(out).write, size_hint=size, callback=callback)
         return digest
 
     # ------------------------------------------------------------------ public API
@@ -211,6 +211,16 @@ class BaseArtifactStore(ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self._uri!r})"
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Stores travel to Dask workers; the digest cache is per process, not pickled.
+        state = self.__dict__.copy()
+        state["digests"] = None
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self.digests = shared_digest_cache()
 
     def put(
         self,
@@ -311,9 +321,7 @@ class BaseArtifactStore(ABC):
         """The bytes of a file or blob artifact, verified against its digest by default."""
         record = self._require_record(key)
         if record.ref.kind is ArtifactKind.DIR:
-            raise ArtifactKindError(
-                f"artifact {key!r} is a directory: use get(key, path), or open(key, member=...)"
-            )
+            raise ArtifactKindError(f"artifact {key!r} is a directory: use get(key, path), or open(key, member=...)")
 
         def read(rec: RefRecord) -> bytes:
             data = self._read_bytes(rec.object)
@@ -410,6 +418,8 @@ class BaseArtifactStore(ABC):
         for _ in range(3):
             try:
                 return action(record)
+            except ArtifactNotFoundError:
+                raise
             except FileNotFoundError:
                 latest = self._read_record(record.ref.key)
                 if latest is None:
@@ -604,9 +614,7 @@ class BaseArtifactStore(ABC):
         if previous is not None and previous.ref.kind is ArtifactKind.DIR:
             wanted = Layout.PACKED if pack else Layout.TREE
             if previous.layout == wanted:
-                entries = [TreeEntry(d, "dir") for d in dirs] + [
-                    TreeEntry(f.path, "file", self.digests.file_digest(f.local)[0], f.stat.st_size) for f in files
-                ]
+                entries = self.digests.tree_entries(dirs, files)
                 digest = digest_bytes(tree_manifest_bytes(entries))
                 unchanged = self._unchanged(previous, digest, ArtifactKind.DIR, meta)
                 if unchanged is not None:
@@ -679,7 +687,9 @@ class BaseArtifactStore(ABC):
         with self._open_read(record.object) as pack:
             for e in files:
                 with open(tmp / e.path, "wb", buffering=0) as out:
-                    digest, n = copy_hashing(_Limited(pack, e.size), out.write, size_hint=e.size, callback=callback)
+                    digest, n = copy_hashing(
+                        _Limited(pack, e.size), LocalFileWriter(out).write, size_hint=e.size, callback=callback
+                    )
                 if n != e.size:
                     raise IntegrityError(
                         f"the pack of directory artifact {record.ref.key!r} in {self._uri} is truncated at "

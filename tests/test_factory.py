@@ -1,0 +1,163 @@
+"""``build_artifact_store``: paths and URIs to stores, and the errors for ones it cannot build."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import fsspec
+import pytest
+
+from scalable import (
+    FsspecArtifactStore,
+    LocalArtifactStore,
+    UnsupportedURIError,
+    build_artifact_store,
+    register_artifact_store,
+)
+from scalable.artifacts import factory
+
+
+def test_documented_usage_runs_as_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    monkeypatch.chdir(tmp_path)
+    Path("output.csv").write_text("a,b\n1,2\n")
+    # -- the README's lines, verbatim --
+    store = build_artifact_store("./artifacts")
+    ref = store.put("output.csv", "runs/run-001/output.csv")
+    print(ref.uri, ref.digest, ref.size_bytes)
+    # --
+    out = capsys.readouterr().out.split()
+    assert out[0] == (tmp_path / "artifacts" / "runs/run-001/output.csv").as_uri()
+    assert out[1].startswith("sha256:") and out[2] == "8"
+    assert isinstance(store, LocalArtifactStore) and store.root == tmp_path / "artifacts"
+
+
+@pytest.mark.parametrize("form", ["relative", "absolute", "file-uri", "home", "pathlike"])
+def test_local_forms(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, form: str) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    target = tmp_path / "s"
+    uri = {
+        "relative": "s",
+        "absolute": str(target),
+        "file-uri": target.as_uri(),
+        "home": "~/s",
+        "pathlike": target,
+    }[form]
+    store = build_artifact_store(uri)
+    assert isinstance(store, LocalArtifactStore) and store.root == target
+    assert store.uri == target.as_uri()
+
+
+def test_memory_and_storage_options_reach_the_filesystem() -> None:
+    store = build_artifact_store("memory://bucket/prefix")
+    assert isinstance(store, FsspecArtifactStore) and store.uri == "memory://bucket/prefix"
+    s3 = build_artifact_store(
+        "s3://bucket/prefix", endpoint_url="http://127.0.0.1:1", key="AK", secret="SK", max_concurrency=3
+    )
+    assert isinstance(s3, FsspecArtifactStore)
+    assert s3.fs.endpoint_url == "http://127.0.0.1:1" and s3.fs.key == "AK"
+    assert s3.max_concurrency == 3
+    assert s3.uri == "s3://bucket/prefix"
+
+
+def test_secrets_in_uris_are_not_kept() -> None:
+    store = build_artifact_store("memory://user:hunter2@bucket/x")
+    assert "hunter2" not in store.uri and "hunter2" not in repr(store)
+
+
+def test_unknown_scheme() -> None:
+    with pytest.raises(UnsupportedURIError, match="unknown URI scheme 'nosuch'") as info:
+        build_artifact_store("nosuch://bucket/x")
+    assert isinstance(info.value, ValueError)
+
+
+def test_scheme_without_driver_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    fsspec.register_implementation("fakeaz", "no_such_module_anywhere.FS", clobber=True, errtxt="missing driver")
+    monkeypatch.setitem(factory.EXTRAS, "fakeaz", "azure")
+    with pytest.raises(UnsupportedURIError, match=r"pip install 'scalable\[azure\]'"):
+        build_artifact_store("fakeaz://container/x")
+
+
+def test_registered_scheme_and_entry_points(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    made = []
+
+    def make(uri: str, **options: object) -> LocalArtifactStore:
+        made.append((uri, options))
+        return LocalArtifactStore(tmp_path / "plugin")
+
+    monkeypatch.setattr(factory, "_registry", {})
+    register_artifact_store("mine", make)
+    store = build_artifact_store("mine://x", flavour="y")
+    assert made == [("mine://x", {"flavour": "y"})] and isinstance(store, LocalArtifactStore)
+
+
+def test_entry_point_group_is_loaded(tmp_path: Path) -> None:
+    # A real installed distribution advertising a scheme in the entry-point group.
+    dist = tmp_path / "site" / "scalable_plugin_demo-1.0.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: scalable-plugin-demo\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[scalable.artifact_stores]\ndemo = scalable_plugin_demo:make\n")
+    (tmp_path / "site" / "scalable_plugin_demo.py").write_text(
+        "from scalable import LocalArtifactStore\n"
+        "def make(uri, **options):\n"
+        "    return LocalArtifactStore(uri.split('://', 1)[1])\n"
+    )
+    code = textwrap.dedent(
+        f"""
+        import sys; sys.path.insert(0, {str(tmp_path / "site")!r})
+        from scalable import build_artifact_store
+        store = build_artifact_store("demo://{tmp_path / "via-plugin"}")
+        print(type(store).__name__, store.root)
+        """
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.split() == ["LocalArtifactStore", str(tmp_path / "via-plugin")]
+
+
+def test_local_store_rejects_storage_options(tmp_path: Path) -> None:
+    with pytest.raises(UnsupportedURIError, match="takes no storage options"):
+        build_artifact_store(tmp_path / "s", endpoint_url="x")
+
+
+def test_remote_file_uri_host_rejected() -> None:
+    with pytest.raises(UnsupportedURIError, match="names host"):
+        build_artifact_store("file://otherhost/data")
+
+
+def test_bad_uri_values() -> None:
+    with pytest.raises(UnsupportedURIError):
+        build_artifact_store("")
+
+
+def test_real_crash_between_bytes_and_ref(tmp_path: Path) -> None:
+    """A process killed after writing the bytes and before the ref leaves the old version."""
+    root = tmp_path / "store"
+    store = build_artifact_store(root)
+    old = store.put_bytes(b"old version", "k")
+    code = textwrap.dedent(
+        f"""
+        import os
+        from scalable import build_artifact_store
+        from scalable.artifacts.store import REFS
+        store = build_artifact_store({str(root)!r})
+        real = store._write_bytes
+        def write(data, rel):
+            if rel.startswith(REFS + "/"):
+                os._exit(9)  # die: no cleanup, no finally blocks
+            real(data, rel)
+        store._write_bytes = write
+        store.put_bytes(b"new version that never commits", "k")
+        store.put_bytes(b"brand new", "fresh")
+        """
+    )
+    proc = subprocess.run([sys.executable, "-c", code], env={**os.environ, "SCALABLE_DIGEST_CACHE": "off"})
+    assert proc.returncode == 9
+    again = build_artifact_store(root)
+    assert again.info("k") == old and again.get_bytes("k") == b"old version"
+    assert again.list_artifacts() == ["k"]
+    assert again.put_bytes(b"after the crash", "k").size_bytes == len(b"after the crash")
+    assert again.get_bytes("k") == b"after the crash"

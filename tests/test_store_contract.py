@@ -1,0 +1,493 @@
+"""The artifact-store contract, run unchanged against every backend.
+
+Each test states something a user relies on: what ``put`` returns, what ``get`` writes,
+what ``list_artifacts`` shows, and what happens when bytes are damaged or a put dies.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from datetime import timezone
+from pathlib import Path
+
+import pytest
+from fsspec.callbacks import Callback
+
+from scalable import (
+    ArtifactKind,
+    ArtifactKindError,
+    ArtifactNotFoundError,
+    ArtifactRef,
+    ArtifactStore,
+    IntegrityError,
+    InvalidKeyError,
+    KeyConflictError,
+)
+from scalable.artifacts.store import REFS, BaseArtifactStore
+from tests.conftest import TREE_DIGEST, make_tree
+
+
+def sha256(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def listing(root: Path) -> dict[str, bytes | None]:
+    """Every file (with its bytes) and folder (None) under ``root``."""
+    return {p.relative_to(root).as_posix(): (p.read_bytes() if p.is_file() else None) for p in sorted(root.rglob("*"))}
+
+
+class CountingCallback(Callback):
+    def __init__(self) -> None:
+        super().__init__()
+        self.moved = 0
+
+    def relative_update(self, inc: int = 1) -> None:
+        self.moved += inc
+
+
+def tamper(store: BaseArtifactStore, key: str, member: str | None = None, data: bytes = b"tampered!") -> None:
+    """Overwrite an artifact's stored bytes behind the store's back."""
+    record = store._read_record(key)
+    assert record is not None
+    target = record.object if member is None else f"{record.object}/{member}"
+    store._write_bytes(data, target)
+
+
+# ---------------------------------------------------------------- put / get / info
+
+
+def test_store_satisfies_protocol(store: BaseArtifactStore) -> None:
+    assert isinstance(store, ArtifactStore)
+
+
+def test_put_file_returns_a_complete_ref(store: BaseArtifactStore, tmp_path: Path) -> None:
+    src = tmp_path / "output.csv"
+    src.write_bytes(b"a,b\n1,2\n")
+    ref = store.put(src, "runs/run-001/output.csv", metadata={"rows": 1})
+    assert ref.key == "runs/run-001/output.csv"
+    assert ref.kind is ArtifactKind.FILE
+    assert ref.digest == sha256(b"a,b\n1,2\n")
+    assert ref.size_bytes == 8
+    assert ref.uri == store.uri_for("runs/run-001/output.csv")
+    assert ref.uri.endswith("/runs/run-001/output.csv")
+    assert ref.created_at.tzinfo is not None and ref.created_at.utcoffset() == timezone.utc.utcoffset(None)
+    assert ref.metadata == {"rows": 1}
+    assert store.info("runs/run-001/output.csv") == ref
+    assert ArtifactRef.from_json(ref.to_json()) == ref
+    assert json.loads(ref.to_json())["kind"] == "file"
+
+
+def test_get_file_roundtrip(store: BaseArtifactStore, tmp_path: Path) -> None:
+    src = tmp_path / "data.bin"
+    payload = os.urandom(3 * 1024 * 1024 + 17)
+    src.write_bytes(payload)
+    store.put(src, "d/data.bin")
+    out = store.get("d/data.bin", tmp_path / "out" / "copy.bin")
+    assert out == tmp_path / "out" / "copy.bin"
+    assert out.read_bytes() == payload
+    # Into an existing folder: named after the key, as cp does.
+    into = store.get("d/data.bin", tmp_path / "out")
+    assert into == tmp_path / "out" / "data.bin" and into.read_bytes() == payload
+    assert store.get_bytes("d/data.bin") == payload
+    with store.open("d/data.bin") as f:
+        assert f.read(10) == payload[:10]
+        assert f.read() == payload[10:]
+
+
+def test_put_bytes_is_a_blob(store: BaseArtifactStore) -> None:
+    ref = store.put_bytes(b"hello", "notes/hello.txt", metadata={"lang": "en"})
+    assert ref.kind is ArtifactKind.BLOB and ref.size_bytes == 5 and ref.digest == sha256(b"hello")
+    assert store.get_bytes("notes/hello.txt") == b"hello"
+    empty = store.put_bytes(b"", "notes/empty")
+    assert empty.size_bytes == 0 and store.get_bytes("notes/empty") == b""
+
+
+def test_overwrite_replaces_and_get_sees_new_version(store: BaseArtifactStore, tmp_path: Path) -> None:
+    store.put_bytes(b"v1", "k")
+    ref2 = store.put_bytes(b"version two", "k")
+    assert store.get_bytes("k") == b"version two"
+    assert store.info("k") == ref2
+    assert store.list_artifacts() == ["k"]
+
+
+def test_unchanged_put_transfers_nothing(store: BaseArtifactStore, tmp_path: Path) -> None:
+    src = tmp_path / "f.bin"
+    src.write_bytes(os.urandom(100_000))
+    first = store.put(src, "f.bin")
+    cb = CountingCallback()
+    again = store.put(src, "f.bin", callback=cb)
+    assert cb.moved == 0
+    assert again == first
+    changed_meta = store.put(src, "f.bin", metadata={"note": "x"}, callback=cb)
+    assert cb.moved == 0 and changed_meta.metadata == {"note": "x"} and changed_meta.digest == first.digest
+    assert store.info("f.bin").metadata == {"note": "x"}
+
+
+# ---------------------------------------------------------------- directories
+
+
+@pytest.mark.parametrize("pack", [False, True], ids=["unpacked", "packed"])
+def test_directory_roundtrip(store: BaseArtifactStore, tree: Path, tmp_path: Path, pack: bool) -> None:
+    ref = store.put(tree, "runs/r1/tree", pack=pack)
+    assert ref.kind is ArtifactKind.DIR
+    assert ref.digest == TREE_DIGEST  # equal trees, equal digests: every backend, every layout
+    assert ref.size_bytes == sum(p.stat().st_size for p in tree.rglob("*") if p.is_file())
+    out = store.get("runs/r1/tree", tmp_path / "restored")
+    assert listing(out) == listing(tree)
+    assert (out / "empty").is_dir() and (out / "sub" / "empty-too").is_dir()
+    with store.open("runs/r1/tree", member="sub/deeper/c.csv") as f:
+        assert f.read() == b"x,y\n1,2\n"
+    with store.open("runs/r1/tree", member="ünïcødé –名前.txt") as f:
+        assert f.read() == b"unicode\n"
+    assert [e.path for e in store.tree("runs/r1/tree") if e.type == "dir"] == [
+        "empty",
+        "sub",
+        "sub/deeper",
+        "sub/empty-too",
+    ]
+    assert store.verify("runs/r1/tree") == ref
+
+
+def test_get_directory_replaces_existing_destination(store: BaseArtifactStore, tree: Path, tmp_path: Path) -> None:
+    store.put(tree, "t")
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    (dest / "stale.txt").write_text("old")
+    store.get("t", dest)
+    assert listing(dest) == listing(tree)
+
+
+def test_tree_digest_follows_documented_encoding(tree: Path) -> None:
+    # Recompute TREE_DIGEST from the documented rules, independently of the library.
+    entries = []
+    for p in tree.rglob("*"):
+        rel = p.relative_to(tree).as_posix()
+        if p.is_dir():
+            entries.append({"path": rel, "type": "dir"})
+        else:
+            data = p.read_bytes()
+            entries.append({"path": rel, "type": "file", "digest": sha256(data), "size": len(data)})
+    entries.sort(key=lambda e: e["path"])
+    doc = {"format": "scalable.tree/1", "entries": entries}
+    encoded = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    assert sha256(encoded) == TREE_DIGEST
+
+
+def test_directory_member_errors(store: BaseArtifactStore, tree: Path) -> None:
+    store.put(tree, "t", pack=True)
+    with pytest.raises(ArtifactKindError, match="is a directory"):
+        store.open("t")
+    with pytest.raises(ArtifactKindError, match="directory"):
+        store.get_bytes("t")
+    with pytest.raises(ArtifactNotFoundError, match="no file 'nope.txt'"):
+        store.open("t", member="nope.txt")
+
+
+def test_unchanged_directory_put_transfers_nothing(store: BaseArtifactStore, tree: Path) -> None:
+    first = store.put(tree, "t")
+    cb = CountingCallback()
+    assert store.put(tree, "t", callback=cb) == first
+    assert cb.moved == 0
+    (tree / "a.txt").write_bytes(b"changed\n")
+    changed = store.put(tree, "t")
+    assert changed.digest != first.digest
+    assert store.open("t", member="a.txt").read() == b"changed\n"
+
+
+# ---------------------------------------------------------------- listing and deletion
+
+
+def test_list_exists_iter_refs_and_prefixes(store: BaseArtifactStore) -> None:
+    keys = ["runs/run-001/a.txt", "runs/run-001/b/c.txt", "runs/run-0010/x", "runs/run-002/y", "top"]
+    for k in reversed(keys):
+        store.put_bytes(k.encode(), k)
+    assert store.list_artifacts() == sorted(keys)
+    assert store.list_artifacts("runs/run-001/") == ["runs/run-001/a.txt", "runs/run-001/b/c.txt"]
+    assert store.list_artifacts("runs/run-001") == ["runs/run-001/a.txt", "runs/run-001/b/c.txt", "runs/run-0010/x"]
+    assert store.list_artifacts("nothing/") == []
+    assert store.exists("top") and not store.exists("runs") and not store.exists("runs/run-001/b")
+    refs = list(store.iter_refs("runs/"))
+    assert [r.key for r in refs] == sorted(keys)[:-1]
+    assert all(r.digest == sha256(r.key.encode()) for r in refs)
+
+
+def test_delete(store: BaseArtifactStore) -> None:
+    store.put_bytes(b"x", "a/b")
+    store.put_bytes(b"y", "a/c")
+    store.delete("a/b")
+    assert not store.exists("a/b") and store.list_artifacts() == ["a/c"]
+    with pytest.raises(ArtifactNotFoundError, match="'a/b'"):
+        store.delete("a/b")
+    with pytest.raises(ArtifactNotFoundError, match="'a/b'"):
+        store.get_bytes("a/b")
+    store.delete("a/c")
+    assert store.list_artifacts() == []
+    store.put_bytes(b"now a file", "a")  # the emptied folder does not block a new key
+    assert store.get_bytes("a") == b"now a file"
+
+
+def test_artifacts_cannot_nest(store: BaseArtifactStore) -> None:
+    store.put_bytes(b"x", "a/b")
+    with pytest.raises(KeyConflictError, match="'a/b' is already an artifact"):
+        store.put_bytes(b"y", "a/b/c")
+    with pytest.raises(KeyConflictError, match="artifacts already exist under 'a/'"):
+        store.put_bytes(b"y", "a")
+    assert store.list_artifacts() == ["a/b"]
+
+
+def test_missing_key_errors_name_the_key(store: BaseArtifactStore, tmp_path: Path) -> None:
+    for call in (
+        lambda: store.info("no/such"),
+        lambda: store.get("no/such", tmp_path / "x"),
+        lambda: store.open("no/such"),
+        lambda: store.verify("no/such"),
+        lambda: store.load("no/such"),
+    ):
+        with pytest.raises(ArtifactNotFoundError, match="'no/such'"):
+            call()
+    assert not (tmp_path / "x").exists()
+
+
+def test_missing_source_path(store: BaseArtifactStore, tmp_path: Path) -> None:
+    with pytest.raises(ArtifactNotFoundError, match="does not exist"):
+        store.put(tmp_path / "nope.csv", "k")
+    with pytest.raises(FileNotFoundError):  # also a builtin FileNotFoundError
+        store.put(tmp_path / "nope.csv", "k")
+    assert store.list_artifacts() == []
+
+
+def test_kind_mismatch(store: BaseArtifactStore, tree: Path) -> None:
+    with pytest.raises(ArtifactKindError, match="is a directory"):
+        store.put(tree, "k", kind="file")
+    with pytest.raises(ArtifactKindError, match="is a file"):
+        store.put(tree / "a.txt", "k", kind="dir")
+    assert store.put(tree / "a.txt", "k", kind="blob").kind is ArtifactKind.BLOB
+    assert store.list_artifacts() == ["k"]
+
+
+BAD_KEYS = [
+    "",
+    "/abs/path",
+    "../escape",
+    "a/../../b",
+    "a/./b",
+    "a//b",
+    "trailing/",
+    "back\\slash",
+    "ctl\x00char",
+    "new\nline",
+    "tab\there",
+    ".scalable/refs/x",
+    ".",
+    "..",
+]
+
+
+@pytest.mark.parametrize("key", BAD_KEYS)
+def test_bad_keys_rejected_before_io(
+    store: BaseArtifactStore, tmp_path: Path, key: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    src = tmp_path / "f"
+    src.write_bytes(b"x")
+
+    def no_io(*args: object, **kwargs: object) -> None:
+        raise AssertionError("I/O was attempted for an invalid key")
+
+    for primitive in ("_open_write", "_open_read", "_exists", "_remove", "_list_files", "_read_bytes", "_write_bytes"):
+        monkeypatch.setattr(store, primitive, no_io)
+    for call in (
+        lambda: store.put(src, key),
+        lambda: store.put_bytes(b"x", key),
+        lambda: store.get(key, tmp_path / "o"),
+        lambda: store.get_bytes(key),
+        lambda: store.open(key),
+        lambda: store.exists(key),
+        lambda: store.info(key),
+        lambda: store.delete(key),
+        lambda: store.verify(key),
+        lambda: store.uri_for(key),
+        lambda: store.save(key, 1),
+    ):
+        with pytest.raises(InvalidKeyError) as info:
+            call()
+        assert repr(key) in str(info.value) and "relative POSIX path" in str(info.value)
+        assert isinstance(info.value, ValueError)
+
+
+# ---------------------------------------------------------------- integrity
+
+
+def test_tampered_file_is_refused_everywhere(store: BaseArtifactStore, tmp_path: Path) -> None:
+    src = tmp_path / "f.txt"
+    src.write_bytes(b"the real content")
+    store.put(src, "f.txt")
+    tamper(store, "f.txt", data=b"the fake content")  # same size, different bytes
+    with pytest.raises(IntegrityError, match="'f.txt'"):
+        store.get("f.txt", tmp_path / "out.txt")
+    assert not (tmp_path / "out.txt").exists() and not list(tmp_path.glob(".out.txt*"))
+    with pytest.raises(IntegrityError, match="'f.txt'"):
+        store.get_bytes("f.txt")
+    with pytest.raises(IntegrityError, match="'f.txt'"):
+        store.open("f.txt").read()
+    with pytest.raises(IntegrityError, match="'f.txt'"):
+        store.verify("f.txt")
+    assert store.get_bytes("f.txt", verify=False) == b"the fake content"  # asked for explicitly
+
+
+def test_truncated_file_is_refused(store: BaseArtifactStore) -> None:
+    store.put_bytes(b"0123456789", "k")
+    tamper(store, "k", data=b"01234")
+    with pytest.raises(IntegrityError, match="'k'"):
+        store.get_bytes("k")
+    with pytest.raises(IntegrityError, match="truncated"):
+        store.open("k").read()
+
+
+@pytest.mark.parametrize("pack", [False, True], ids=["unpacked", "packed"])
+def test_tampered_directory_member_is_refused(store: BaseArtifactStore, tree: Path, tmp_path: Path, pack: bool) -> None:
+    store.put(tree, "t", pack=pack)
+    record = store._read_record("t")
+    assert record is not None
+    if pack:
+        data = bytearray(store._read_bytes(record.object))
+        data[0] ^= 0xFF
+        store._write_bytes(bytes(data), record.object)
+    else:
+        tamper(store, "t", member="sub/b.bin", data=b"\x00" * 1024)
+    with pytest.raises(IntegrityError, match="'t'"):
+        store.get("t", tmp_path / "restored")
+    assert not (tmp_path / "restored").exists()
+    with pytest.raises(IntegrityError, match="'t'"):
+        store.verify("t")
+
+
+def test_damaged_ref_record(store: BaseArtifactStore) -> None:
+    store.put_bytes(b"x", "k")
+    store._write_bytes(b'{"format": "scalable.ref/1", "ref": {"key": "k"', f"{REFS}/k")
+    with pytest.raises(IntegrityError, match="ref record of artifact 'k'.*damaged"):
+        store.info("k")
+
+
+def test_missing_bytes_with_committed_ref(store: BaseArtifactStore) -> None:
+    store.put_bytes(b"x", "k")
+    record = store._read_record("k")
+    assert record is not None
+    store._remove(record.object)
+    with pytest.raises(IntegrityError, match="bytes of artifact 'k'.*missing"):
+        store.get_bytes("k")
+
+
+# ---------------------------------------------------------------- crashes
+
+
+class Crash(BaseException):
+    """Stands for the process dying: nothing after it runs, and no cleanup either."""
+
+
+def crash_before_ref(store: BaseArtifactStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    real_write = store._write_bytes
+
+    def write(data: bytes, rel: str) -> None:
+        if rel.startswith(REFS + "/"):
+            raise Crash()
+        real_write(data, rel)
+
+    monkeypatch.setattr(store, "_write_bytes", write)
+    monkeypatch.setattr(store, "_remove_quietly", lambda *a, **k: None)  # a dead process cleans nothing
+
+
+@pytest.mark.parametrize("what", ["file", "dir", "packed", "bytes"])
+def test_crash_after_bytes_before_ref(
+    store_factory, tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, what: str
+) -> None:
+    store = store_factory()
+    src = tmp_path / "f.bin"
+    src.write_bytes(b"new content")
+
+    def put(s: BaseArtifactStore) -> ArtifactRef:
+        if what == "file":
+            return s.put(src, "k")
+        if what == "bytes":
+            return s.put_bytes(b"new content", "k")
+        return s.put(tree, "k", pack=what == "packed")
+
+    # New key: the key stays absent.
+    with monkeypatch.context() as m:
+        crash_before_ref(store, m)
+        with pytest.raises(Crash):
+            put(store)
+    assert not store.exists("k") and store.list_artifacts() == []
+
+    # Existing key: the old version stays whole and verifies.
+    old = store.put_bytes(b"old version", "k")
+    with monkeypatch.context() as m:
+        crash_before_ref(store, m)
+        with pytest.raises(Crash):
+            put(store)
+    assert store.info("k") == old
+    assert store.get_bytes("k") == b"old version"
+    assert store.verify("k") == old
+    # And the next put succeeds.
+    assert put(store).key == "k"
+    store.verify("k")
+
+
+def test_failed_upload_commits_nothing(
+    store: BaseArtifactStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    src = tmp_path / "f.bin"
+    src.write_bytes(os.urandom(50_000))
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise OSError("disk on fire")
+
+    monkeypatch.setattr(store, "_write_file", broken)
+    with pytest.raises(OSError, match="disk on fire"):
+        store.put(src, "k")
+    assert not store.exists("k")
+
+
+# ---------------------------------------------------------------- save / load
+
+
+@pytest.mark.parametrize(
+    "key, value",
+    [
+        ("rec.json", {"a": [1, 2.5, None, "x"], "b": {"nested": True}}),
+        ("events.jsonl", [{"i": 1}, {"i": 2}]),
+        ("obj.pkl", {"set": {1, 2}, "tuple": (1, "a")}),
+        ("obj.p", [1, 2, 3]),
+        ("notes.txt", "plain text ünicode"),
+        ("no-extension", "text too"),
+    ],
+)
+def test_save_load_by_extension(store: BaseArtifactStore, key: str, value: object) -> None:
+    ref = store.save(key, value)
+    assert ref.kind is ArtifactKind.BLOB
+    assert store.load(key) == value
+
+
+def test_save_load_numpy(store: BaseArtifactStore) -> None:
+    np = pytest.importorskip("numpy")
+    arr = np.arange(12, dtype="float32").reshape(3, 4)
+    store.save("arr.npy", arr)
+    loaded = store.load("arr.npy")
+    assert loaded.dtype == arr.dtype and (loaded == arr).all()
+
+
+def test_store_pickles(store: BaseArtifactStore) -> None:
+    import pickle
+
+    store.put_bytes(b"x", "k")
+    clone = pickle.loads(pickle.dumps(store))
+    assert clone.uri == store.uri
+    if not store.uri.startswith("memory://"):  # memory:// is per process
+        assert clone.get_bytes("k") == b"x"
+
+
+def test_make_tree_digest_is_pinned(tmp_path: Path) -> None:
+    from scalable.artifacts.digests import DigestCache
+
+    assert DigestCache().path_digest(make_tree(tmp_path / "t")) == TREE_DIGEST
