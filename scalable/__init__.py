@@ -14,6 +14,8 @@ from scalable.artifacts import (
     register_artifact_store,
 )
 from scalable.errors import (
+    AccessDeniedError,
+    BucketNotFoundError,
     ArtifactKindError,
     ArtifactNotFoundError,
     FormatError,
@@ -28,6 +30,8 @@ from scalable.errors import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "AccessDeniedError",
+    "BucketNotFoundError",
     "ArtifactKind",
     "ArtifactKindError",
     "ArtifactNotFoundError",

@@ -41,11 +41,21 @@ class StoreUnavailableError(ScalableError, ConnectionError):
     """The storage service could not be reached or refused the request."""
 
 
+class AccessDeniedError(ScalableError, PermissionError):
+    """The storage service refused the credentials, or they lack a permission."""
+
+
+class BucketNotFoundError(StoreUnavailableError):
+    """The bucket or container at the root of a store URI does not exist."""
+
+
 class FormatError(ScalableError, ValueError):
     """``save``/``load`` cannot serialize or parse a value in the format of the key's extension."""
 
 
 __all__ = [
+    "AccessDeniedError",
+    "BucketNotFoundError",
     "ArtifactKindError",
     "ArtifactNotFoundError",
     "FormatError",

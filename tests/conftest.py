@@ -16,7 +16,7 @@ os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
 from scalable import build_artifact_store
 from scalable.artifacts.store import BaseArtifactStore
 
-pytest_plugins = ["tests.servers.plugin"] if (Path(__file__).parent / "servers" / "plugin.py").exists() else []
+pytest_plugins = ["tests.servers.plugin"]
 
 #: Every backend the contract suite runs against. Object stores need their test server.
 BACKENDS = ["local", "memory", "s3", "gcs", "azure"]

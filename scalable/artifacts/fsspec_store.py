@@ -6,6 +6,11 @@ never-reused paths; a failed upload is discarded (the multipart upload aborted) 
 than completed. Filesystems whose files commit on ``close`` whatever happened are
 written to ``.scalable/tmp/`` first and moved into place.
 
+Every request goes through :meth:`FsspecArtifactStore._call`, which checks once that the
+bucket exists (or creates it with ``create=True``), retries transient failures with
+backoff and jitter, and turns what is left into ``ScalableError`` subclasses that name
+the endpoint but never the credentials.
+
 fsspec caches directory listings; this store disables that cache on the filesystems it
 creates and invalidates it after its own writes, so a listing never misses a commit.
 """
@@ -13,19 +18,37 @@ creates and invalidates it after its own writes, so a listing never misses a com
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, BinaryIO
+from pathlib import Path
+from typing import Any, BinaryIO, TypeVar
 
 import fsspec
+from fsspec.callbacks import Callback
 from fsspec.spec import AbstractBufferedFile, AbstractFileSystem
 
 from scalable.artifacts.digests import DigestCache
+from scalable.artifacts.retry import DEFAULT_POLICY, RetryPolicy, http_status, is_transient, retry_call
 from scalable.artifacts.store import TMP, BaseArtifactStore
 from scalable.artifacts.uris import redact_uri, split_protocol
+from scalable.errors import AccessDeniedError, BucketNotFoundError, ScalableError, StoreUnavailableError
+
+T = TypeVar("T")
 
 #: Filesystems whose uploads appear whole or not at all, and can be discarded mid-way.
 ATOMIC_UPLOAD_PROTOCOLS = frozenset({"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss"})
+
+_SERVICE_NAMES = {"s3": "AWS S3", "s3a": "AWS S3", "gs": "Google Cloud Storage", "gcs": "Google Cloud Storage"}
+_CREATE_HINT = {
+    "s3": "create it with `aws s3 mb s3://{bucket}` (or your provider's console)",
+    "gs": "create it with `gcloud storage buckets create gs://{bucket}`",
+    "az": "create it with `az storage container create --name {bucket}`",
+}
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"[:300]
 
 
 class FsspecArtifactStore(BaseArtifactStore):
@@ -33,6 +56,8 @@ class FsspecArtifactStore(BaseArtifactStore):
 
     ``storage_options`` go to the fsspec filesystem as they are (``endpoint_url``, keys,
     ``client_kwargs``, ...). Pass ``fs`` to reuse a filesystem you already built.
+    ``create=True`` creates a missing bucket or container instead of raising
+    ``BucketNotFoundError``; ``retry_policy`` bounds the retries of transient failures.
     """
 
     def __init__(
@@ -43,16 +68,100 @@ class FsspecArtifactStore(BaseArtifactStore):
         fs: AbstractFileSystem | None = None,
         max_concurrency: int | None = None,
         digest_cache: DigestCache | None = None,
+        create: bool = False,
+        retry_policy: RetryPolicy = DEFAULT_POLICY,
     ) -> None:
         protocol, _ = split_protocol(uri)
+        self.protocol = protocol or "file"
         options = {"use_listings_cache": False, **(storage_options or {})}
         self.storage_options = options
-        self.fs: AbstractFileSystem = fs if fs is not None else fsspec.filesystem(protocol, **options)
+        self.fs: AbstractFileSystem = fs if fs is not None else fsspec.filesystem(self.protocol, **options)
         self.root_path = self.fs._strip_protocol(uri).rstrip("/")
         protocols = {self.fs.protocol} if isinstance(self.fs.protocol, str) else set(self.fs.protocol)
         self._direct_writes = bool(protocols & ATOMIC_UPLOAD_PROTOCOLS)
+        self.create = create
+        self.retry_policy = retry_policy
+        self._root_checked = not self._direct_writes  # only object stores have buckets to check
         super().__init__(redact_uri(uri), max_concurrency=max_concurrency, digest_cache=digest_cache)
 
+    # ------------------------------------------------------------------ errors
+    @property
+    def endpoint(self) -> str:
+        """Where requests go, for messages: an endpoint URL or the service's name, no secrets."""
+        options = self.storage_options
+        for candidate in (
+            options.get("endpoint_url"),
+            (options.get("client_kwargs") or {}).get("endpoint_url"),
+            options.get("account_url"),
+        ):
+            if candidate:
+                return redact_uri(str(candidate))
+        conn = options.get("connection_string")
+        if conn:
+            parts = dict(p.split("=", 1) for p in str(conn).split(";") if "=" in p)
+            if "BlobEndpoint" in parts:
+                return redact_uri(parts["BlobEndpoint"])
+            if "AccountName" in parts:
+                return f"https://{parts['AccountName']}.blob.core.windows.net"
+        if options.get("account_name"):
+            return f"https://{options['account_name']}.blob.core.windows.net"
+        return _SERVICE_NAMES.get(self.protocol, f"{self.protocol}://")
+
+    @property
+    def bucket(self) -> str:
+        """The bucket (or container) the store's root is in."""
+        return self.root_path.split("/", 1)[0]
+
+    def _translate(self, what: str, fn: Callable[[], T]) -> T:
+        """Run ``fn``; turn access and connection failures into ``ScalableError`` subclasses."""
+        try:
+            return fn()
+        except (ScalableError, FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            raise
+        except PermissionError as exc:
+            raise self._access_denied(what, exc) from None
+        except Exception as exc:
+            status = http_status(exc)
+            if status in (401, 403):
+                raise self._access_denied(what, exc) from None
+            if is_transient(exc):
+                raise StoreUnavailableError(
+                    f"cannot {what} in {self.uri}: {self.endpoint} did not answer after "
+                    f"{self.retry_policy.attempts} attempts ({_one_line(exc)}); check that the service is "
+                    "running and reachable from this machine, then retry"
+                ) from None
+            raise
+
+    def _access_denied(self, what: str, exc: BaseException) -> AccessDeniedError:
+        return AccessDeniedError(
+            f"{self.endpoint} refused to {what} in {self.uri} ({_one_line(exc)}): check the credentials "
+            "(storage options or the environment) and that they may read and write this bucket"
+        )
+
+    def _call(self, what: str, fn: Callable[[], T]) -> T:
+        """One request (or a few): bucket checked once, transient failures retried, errors translated."""
+        self._ensure_root()
+        return self._translate(what, lambda: retry_call(fn, policy=self.retry_policy, what=f"{what} {self.uri}"))
+
+    def _ensure_root(self) -> None:
+        if self._root_checked:
+            return
+        bucket = self.bucket
+        try:
+            self._translate(
+                "check the bucket", lambda: retry_call(lambda: self.fs.info(bucket), policy=self.retry_policy)
+            )
+        except FileNotFoundError:
+            if not self.create:
+                hint = _CREATE_HINT.get(self.protocol, _CREATE_HINT.get(self.protocol[:2], "create it first"))
+                raise BucketNotFoundError(
+                    f"bucket {bucket!r} of {self.uri} does not exist at {self.endpoint}: "
+                    f"{hint.format(bucket=bucket)}, or pass create=True to build_artifact_store"
+                ) from None
+            self._translate("create the bucket", lambda: self.fs.mkdir(bucket))
+        self._root_checked = True
+
+    # ------------------------------------------------------------------ primitives
     def _full(self, rel: str) -> str:
         return f"{self.root_path}/{rel}"
 
@@ -63,76 +172,84 @@ class FsspecArtifactStore(BaseArtifactStore):
     def _open_write(self, rel: str) -> Iterator[Any]:
         full = self._full(rel)
         target = full if self._direct_writes else self._full(f"{TMP}/{uuid.uuid4().hex}")
-        f = self.fs.open(target, "wb")
+        f = self._call("start an upload", lambda: self.fs.open(target, "wb"))
         try:
             yield f
+            self._translate("finish an upload", f.close)
         except BaseException:
             if isinstance(f, AbstractBufferedFile):
-                f.discard()  # aborts a multipart upload on the server
+                try:
+                    f.discard()  # aborts a multipart upload on the server
+                except Exception:
+                    pass
                 f.closed = True  # so that nothing completes it on garbage collection
             else:
                 f.close()
             self._remove_quietly(rel if self._direct_writes else target[len(self.root_path) + 1 :])
             raise
-        f.close()
         if not self._direct_writes:
             self.fs.mv(target, full)
         self._invalidate(full)
 
+    def _write_file(self, src: Path, rel: str, *, size: int, callback: Callback) -> tuple[str, int]:
+        # The source is local and can be read again: a transient failure retries the whole upload.
+        return self._call("upload", lambda: BaseArtifactStore._write_file(self, src, rel, size=size, callback=callback))
+
     def _write_bytes(self, data: bytes, rel: str) -> None:
         full = self._full(rel)
-        self.fs.pipe_file(full, data)  # one request: the object appears whole or not at all
+        self._call("write", lambda: self.fs.pipe_file(full, data))  # one request: whole or nothing
         self._invalidate(full)
 
     def _open_read(self, rel: str) -> BinaryIO:
-        return self.fs.open(self._full(rel), "rb")  # type: ignore[no-any-return]
+        full = self._full(rel)
+        return self._call("open", lambda: self.fs.open(full, "rb"))  # type: ignore[no-any-return]
 
     def _read_bytes(self, rel: str) -> bytes:
-        return self.fs.cat_file(self._full(rel))  # type: ignore[no-any-return]
+        full = self._full(rel)
+        return self._call("read", lambda: self.fs.cat_file(full))  # type: ignore[no-any-return]
 
     def _read_many(self, rels: Sequence[str]) -> dict[str, bytes]:
         if not rels:
             return {}
         by_full = {self._full(rel): rel for rel in rels}
-        found = self.fs.cat(list(by_full), on_error="omit")
+        found = self._call("read", lambda: self.fs.cat(list(by_full), on_error="omit"))
         stripped = {self.fs._strip_protocol(k): v for k, v in found.items()}
         return {rel: stripped[full] for full, rel in by_full.items() if full in stripped}
 
     def _exists(self, rel: str) -> bool:
+        full = self._full(rel)
+        self._invalidate(full)  # info answers from a cached parent listing when it has one
         try:
-            return bool(self.fs.isfile(self._full(rel)))
+            # info, not isfile/exists: those answer False when the service is down.
+            return self._call("look up", lambda: self.fs.info(full)).get("type") == "file"
         except FileNotFoundError:
             return False
 
     def _remove(self, rel: str, *, recursive: bool = False) -> None:
         full = self._full(rel)
-        try:
-            if recursive:
-                self.fs.rm(full, recursive=True)
-            else:
-                self.fs.rm_file(full)
-        except FileNotFoundError:
-            pass
+
+        def remove() -> None:
+            try:
+                if recursive:
+                    self.fs.rm(full, recursive=True)
+                else:
+                    self.fs.rm_file(full)
+            except FileNotFoundError:
+                pass
+
+        self._call("delete", remove)
         self._invalidate(full)
 
     def _list_files(self, rel_dir: str) -> list[str]:
         base = self._full(rel_dir)
         self.fs.invalidate_cache(base)
         try:
-            found = self.fs.find(base)
+            found = self._call("list", lambda: self.fs.find(base))
         except FileNotFoundError:
             return []
         cut = len(base) + 1
         stripped = (self.fs._strip_protocol(p) for p in found)
         return [p[cut:] for p in stripped if p.startswith(base + "/")]
 
-    def _has_children(self, rel_dir: str) -> bool:
-        base = self._full(rel_dir)
-        self.fs.invalidate_cache(base)
-        try:
-            return any(True for _ in self.fs.ls(base, detail=False) if _ != base)
-        except (FileNotFoundError, NotADirectoryError):
-            return False
 
-
-__all__ = ["FsspecArtifactStore"]
+__all__ = ["ATOMIC_UPLOAD_PROTOCOLS", "FsspecArtifactStore"]

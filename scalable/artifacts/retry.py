@@ -1,0 +1,152 @@
+"""Bounded retries with exponential backoff and full jitter, and the errors worth retrying.
+
+Drivers (botocore, gcsfs, adlfs) retry some failures themselves; this layer retries what
+they give up on or do not cover (5xx answers, throttling, reset connections) a bounded
+number of times, then lets the error surface for translation into a ``ScalableError``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+log = logging.getLogger("scalable.artifacts")
+
+T = TypeVar("T")
+
+_TRANSIENT_ERRNOS = {
+    errno.ECONNREFUSED,
+    errno.ECONNRESET,
+    errno.ECONNABORTED,
+    errno.EPIPE,
+    errno.ETIMEDOUT,
+    errno.EHOSTUNREACH,
+    errno.ENETUNREACH,
+}
+_TRANSIENT_WORDS = (
+    "slowdown",
+    "slow down",
+    "reduce your request rate",
+    "throttl",
+    "too many requests",
+    "serviceunavailable",
+    "service unavailable",
+    "internalerror",
+    "internal error",
+    "bad gateway",
+    "gateway timeout",
+    "connection reset",
+    "connection aborted",
+    "server disconnected",
+    "could not connect",
+    "cannot connect",
+    "connection refused",
+    "timed out",
+    "timeout",
+)
+_CONNECTION_TYPE_NAMES = (
+    "EndpointConnectionError",
+    "ConnectionClosedError",
+    "ConnectTimeoutError",
+    "ReadTimeoutError",
+    "ClientConnectorError",
+    "ClientOSError",
+    "ServerDisconnectedError",
+    "ServerTimeoutError",
+    "ServiceRequestError",
+    "ServiceResponseError",
+    "FSTimeoutError",
+)
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    seen: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in seen:
+        seen.append(current)
+        current = current.__cause__ or current.__context__
+    return seen
+
+
+def is_connection_error(exc: BaseException) -> bool:
+    """The service could not be reached (refused, reset, unreachable, timed out)."""
+    for e in _chain(exc):
+        if isinstance(e, (ConnectionError, TimeoutError, asyncio.TimeoutError)):
+            return True
+        if isinstance(e, OSError) and e.errno in _TRANSIENT_ERRNOS:
+            return True
+        if any(cls.__name__ in _CONNECTION_TYPE_NAMES for cls in type(e).__mro__):
+            return True
+    return False
+
+
+def http_status(exc: BaseException) -> int | None:
+    """The HTTP status a driver attached to ``exc`` (botocore, aiohttp, gcsfs, azure), if any."""
+    for e in _chain(exc):
+        response = getattr(e, "response", None)
+        if isinstance(response, dict):
+            status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if isinstance(status, int):
+                return status
+        for attr in ("status", "status_code", "code"):
+            value = getattr(e, attr, None)
+            if isinstance(value, int) and 100 <= value <= 599:
+                return value
+    return None
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Worth retrying: connection trouble, a 5xx answer, or throttling (429, SlowDown)."""
+    if isinstance(exc, (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)):
+        return False
+    if is_connection_error(exc):
+        return True
+    status = http_status(exc)
+    if status is not None:
+        return status >= 500 or status in (408, 429)
+    text = " ".join(str(e).lower() for e in _chain(exc))
+    return any(word in text for word in _TRANSIENT_WORDS)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """``attempts`` tries in all; waits grow as ``base * 2**n`` up to ``cap``, fully jittered."""
+
+    attempts: int = 4
+    base: float = 0.2
+    cap: float = 5.0
+
+    def delay(self, attempt: int) -> float:
+        return random.uniform(0, min(self.cap, self.base * 2**attempt))
+
+
+DEFAULT_POLICY = RetryPolicy()
+
+
+def retry_call(
+    fn: Callable[[], T],
+    *,
+    policy: RetryPolicy = DEFAULT_POLICY,
+    what: str = "request",
+    transient: Callable[[BaseException], bool] = is_transient,
+) -> T:
+    """Call ``fn`` until it succeeds, a non-transient error occurs, or attempts run out."""
+    for attempt in range(policy.attempts):
+        try:
+            return fn()
+        except Exception as exc:
+            if attempt == policy.attempts - 1 or not transient(exc):
+                raise
+            wait = policy.delay(attempt)
+            log.info("%s failed (%s); retry %d of %d in %.2fs", what, exc, attempt + 1, policy.attempts - 1, wait)
+            time.sleep(wait)
+    raise AssertionError("unreachable")
+
+
+__all__ = ["DEFAULT_POLICY", "RetryPolicy", "http_status", "is_connection_error", "is_transient", "retry_call"]

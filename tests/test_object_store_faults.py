@@ -1,0 +1,150 @@
+"""Object stores when things go wrong: unreachable, missing bucket, wrong credentials, flaky answers."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+
+from scalable import (
+    AccessDeniedError,
+    BucketNotFoundError,
+    StoreUnavailableError,
+    build_artifact_store,
+)
+from scalable.artifacts.retry import RetryPolicy, is_transient
+from tests.servers.base import find_free_port
+
+FAST = RetryPolicy(attempts=2, base=0.01, cap=0.02)
+SECRET = "do-not-leak-this-secret"
+
+
+def test_unreachable_s3_is_store_unavailable_and_names_the_endpoint() -> None:
+    port = find_free_port()  # nothing listens there
+    endpoint = f"http://127.0.0.1:{port}"
+    store = build_artifact_store(
+        "s3://bucket/prefix",
+        key="AKIDEXAMPLE",
+        secret=SECRET,
+        client_kwargs={"endpoint_url": endpoint, "region_name": "us-east-1"},
+        config_kwargs={"retries": {"max_attempts": 1}, "connect_timeout": 1},
+        retry_policy=FAST,
+    )
+    for call in (lambda: store.put_bytes(b"x", "k"), lambda: store.exists("k"), lambda: store.list_artifacts()):
+        with pytest.raises(StoreUnavailableError) as info:
+            call()
+        message = str(info.value)
+        assert endpoint in message and "after 2 attempts" in message
+        assert SECRET not in message and "AKIDEXAMPLE" not in message
+        assert info.value.__cause__ is None and info.value.__suppress_context__  # no stack of botocore internals
+
+
+@pytest.mark.parametrize("backend", ["s3", "gcs", "azure"])
+def test_missing_bucket_says_how_to_create_it(request: pytest.FixtureRequest, backend: str) -> None:
+    server = request.getfixturevalue(f"{backend}_server")
+    bucket = f"missing-{uuid.uuid4().hex[:12]}"
+    store = build_artifact_store(server.url(bucket, "prefix"), **server.storage_options)
+    for call in (lambda: store.put_bytes(b"x", "k"), lambda: store.exists("k"), lambda: store.list_artifacts()):
+        with pytest.raises(BucketNotFoundError, match=rf"bucket '{bucket}' .* does not exist.*create=True"):
+            call()
+    created = build_artifact_store(server.url(bucket, "prefix"), create=True, **server.storage_options)
+    assert created.put_bytes(b"x", "k").size_bytes == 1
+    assert created.get_bytes("k") == b"x"
+
+
+def test_wrong_s3_credentials(s3_server) -> None:
+    bucket = s3_server.shared_bucket()
+    options = s3_server.options_for(s3_server.access_key, SECRET)
+    store = build_artifact_store(s3_server.url(bucket, uuid.uuid4().hex), **options)
+    with pytest.raises(AccessDeniedError, match="check the credentials") as info:
+        store.put_bytes(b"x", "k")
+    assert SECRET not in str(info.value) and isinstance(info.value, PermissionError)
+    assert info.value.__suppress_context__
+
+
+def test_wrong_azure_credentials(azure_server) -> None:
+    bucket = azure_server.shared_bucket()
+    wrong_key = "d3Jvbmcta2V5LXdyb25nLWtleS13cm9uZy1rZXktd3Jvbmcta2V5LXdyb25nLWtleQ=="
+    store = build_artifact_store(
+        azure_server.url(bucket, uuid.uuid4().hex), connection_string=azure_server.connection_string_for(wrong_key)
+    )
+    with pytest.raises(AccessDeniedError, match="check the credentials") as info:
+        store.put_bytes(b"x", "k")
+    assert wrong_key not in str(info.value)
+
+
+def test_read_only_credentials_cannot_write(s3_server) -> None:
+    bucket = s3_server.shared_bucket()
+    store = build_artifact_store(s3_server.url(bucket, uuid.uuid4().hex), **s3_server.readonly_storage_options)
+    with pytest.raises(AccessDeniedError):
+        store.put_bytes(b"x", "k")
+
+
+class Flaky(Exception):
+    """A 503 as botocore reports it."""
+
+    def __init__(self) -> None:
+        super().__init__("An error occurred (ServiceUnavailable): please retry")
+        self.response = {"ResponseMetadata": {"HTTPStatusCode": 503}}
+
+
+def test_transient_errors_are_retried_then_succeed(s3_server, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = build_artifact_store(
+        s3_server.url(s3_server.shared_bucket(), uuid.uuid4().hex),
+        retry_policy=RetryPolicy(attempts=4, base=0.01, cap=0.02),
+        **s3_server.storage_options,
+    )
+    store.put_bytes(b"payload", "k")
+    real = store.fs.cat_file
+    calls = []
+
+    def flaky(path, *args, **kwargs):
+        calls.append(path)
+        if len(calls) <= 2:
+            raise Flaky()
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(store.fs, "cat_file", flaky)
+    assert store.get_bytes("k") == b"payload"
+    assert len(calls) >= 3
+
+
+def test_retries_are_bounded(s3_server, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = build_artifact_store(
+        s3_server.url(s3_server.shared_bucket(), uuid.uuid4().hex), retry_policy=FAST, **s3_server.storage_options
+    )
+    store.put_bytes(b"payload", "k")
+    calls = []
+
+    def always_503(path, *args, **kwargs):
+        calls.append(path)
+        raise Flaky()
+
+    monkeypatch.setattr(store.fs, "cat_file", always_503)
+    with pytest.raises(StoreUnavailableError, match="after 2 attempts"):
+        store.info("k")
+    assert len(calls) == 2
+
+
+def test_transient_classification() -> None:
+    assert is_transient(Flaky())
+    assert is_transient(ConnectionResetError())
+    assert not is_transient(FileNotFoundError("k"))
+    assert not is_transient(PermissionError("denied"))
+    assert not is_transient(ValueError("bad argument"))
+
+
+@pytest.mark.parametrize("backend", ["s3", "gcs", "azure"])
+def test_listing_caches_never_go_stale(request: pytest.FixtureRequest, backend: str) -> None:
+    """Even with fsspec's listing cache switched on, a store sees its own and others' commits."""
+    server = request.getfixturevalue(f"{backend}_server")
+    url = server.url(server.shared_bucket(), uuid.uuid4().hex)
+    writer = build_artifact_store(url, use_listings_cache=True, **server.storage_options)
+    reader = build_artifact_store(url, use_listings_cache=True, skip_instance_cache=True, **server.storage_options)
+    assert writer.list_artifacts() == [] and reader.list_artifacts() == []
+    writer.put_bytes(b"1", "a/one")
+    assert writer.list_artifacts() == ["a/one"] and reader.list_artifacts() == ["a/one"]
+    writer.put_bytes(b"2", "a/two")
+    assert reader.exists("a/two") and reader.list_artifacts("a/") == ["a/one", "a/two"]
+    writer.delete("a/one")
+    assert not reader.exists("a/one") and reader.list_artifacts() == ["a/two"]
