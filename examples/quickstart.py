@@ -8,6 +8,7 @@ artifact's ref. Run it twice: the second put of unchanged files transfers no byt
 from __future__ import annotations
 
 import csv
+import sys
 import tempfile
 from pathlib import Path
 
@@ -35,7 +36,7 @@ def make_results(folder: Path) -> tuple[Path, Path]:
 
 def show(refs: list[ArtifactRef], console: Console) -> None:
     table = Table(title="Artifacts in ./artifacts", show_lines=False)
-    table.add_column("key")
+    table.add_column("key", no_wrap=True)
     table.add_column("kind")
     table.add_column("size", justify="right")
     table.add_column("digest")
@@ -46,7 +47,7 @@ def show(refs: list[ArtifactRef], console: Console) -> None:
 
 
 def main() -> None:
-    console = Console()
+    console = Console(width=None if sys.stdout.isatty() else 140)  # logs and pipes get a full-width table
     store = build_artifact_store("./artifacts")
     with tempfile.TemporaryDirectory() as scratch:
         csv_path, members = make_results(Path(scratch))
