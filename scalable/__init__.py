@@ -15,9 +15,9 @@ from scalable.artifacts import (
 )
 from scalable.errors import (
     AccessDeniedError,
-    BucketNotFoundError,
     ArtifactKindError,
     ArtifactNotFoundError,
+    BucketNotFoundError,
     FormatError,
     IntegrityError,
     InvalidKeyError,
@@ -31,12 +31,12 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AccessDeniedError",
-    "BucketNotFoundError",
     "ArtifactKind",
     "ArtifactKindError",
     "ArtifactNotFoundError",
     "ArtifactRef",
     "ArtifactStore",
+    "BucketNotFoundError",
     "FormatError",
     "FsspecArtifactStore",
     "IntegrityError",

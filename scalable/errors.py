@@ -55,9 +55,9 @@ class FormatError(ScalableError, ValueError):
 
 __all__ = [
     "AccessDeniedError",
-    "BucketNotFoundError",
     "ArtifactKindError",
     "ArtifactNotFoundError",
+    "BucketNotFoundError",
     "FormatError",
     "IntegrityError",
     "InvalidKeyError",
