@@ -78,6 +78,12 @@ def test_verifying_reader_after_seek_checks_size() -> None:
     assert f.read() == b"56789"
     f.seek(0)
     assert f.read() == payload  # back to the start: hashed again from scratch
+    bad = verifying(b"0123456789", expected=b"0123456780")
+    bad.seek(5)
+    bad.read(2)
+    bad.seek(0)
+    with pytest.raises(IntegrityError, match="does not match"):
+        bad.read()  # a full read after seeking back is verified again
 
 
 def test_range_reader_windows() -> None:

@@ -151,7 +151,26 @@ def copy_hashing(
     return format_digest(h.hexdigest()), total
 
 
-class VerifyingReader(io.RawIOBase):
+class _SizedStream(io.RawIOBase):
+    """A readable, seekable raw stream of a known size, positioned at ``_pos``."""
+
+    _pos: int
+    _size: int
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def _target(self, offset: int, whence: int) -> int:
+        return {io.SEEK_SET: offset, io.SEEK_CUR: self._pos + offset, io.SEEK_END: self._size + offset}[whence]
+
+
+class VerifyingReader(_SizedStream):
     """A read-only stream that checks the bytes it hands out against a digest.
 
     Reading to the end either returns ``b""`` (all bytes matched ``expected``) or raises
@@ -171,22 +190,13 @@ class VerifyingReader(io.RawIOBase):
         self._pos = 0
         self._sequential = True
 
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._pos
-
     def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        target = {io.SEEK_SET: offset, io.SEEK_CUR: self._pos + offset, io.SEEK_END: self._size + offset}[whence]
+        target = self._target(offset, whence)
         if target != self._pos:
             self._raw.seek(target)
-            self._sequential = self._sequential and target == 0
-            if target == 0:
-                self._hash = hashlib.sha256()
+            # Back at the start the whole object is read again, so it is verified again.
+            self._sequential = target == 0
+            self._hash = hashlib.sha256()
             self._pos = target
         return self._pos
 
@@ -225,7 +235,7 @@ class VerifyingReader(io.RawIOBase):
             super().close()
 
 
-class RangeReader(io.RawIOBase):
+class RangeReader(_SizedStream):
     """A window ``[offset, offset + size)`` of a seekable stream, as a stream of its own."""
 
     def __init__(self, raw: BinaryIO, offset: int, size: int):
@@ -236,17 +246,8 @@ class RangeReader(io.RawIOBase):
         self._pos = 0
         raw.seek(offset)
 
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self._pos
-
     def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
-        target = {io.SEEK_SET: offset, io.SEEK_CUR: self._pos + offset, io.SEEK_END: self._size + offset}[whence]
+        target = self._target(offset, whence)
         self._pos = max(0, min(target, self._size))
         self._raw.seek(self._offset + self._pos)
         return self._pos
