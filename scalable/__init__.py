@@ -22,10 +22,14 @@ from scalable.errors import (
     IntegrityError,
     InvalidKeyError,
     KeyConflictError,
+    ManifestError,
+    ManifestNotFoundError,
     ScalableError,
     StoreUnavailableError,
     UnsupportedURIError,
 )
+from scalable.manifest import Settings, json_schema, load_manifest, resolve_settings
+from scalable.telemetry import JsonlStream, read_events
 
 __version__ = "0.1.0"
 
@@ -41,12 +45,20 @@ __all__ = [
     "FsspecArtifactStore",
     "IntegrityError",
     "InvalidKeyError",
+    "JsonlStream",
     "KeyConflictError",
     "LocalArtifactStore",
+    "ManifestError",
+    "ManifestNotFoundError",
     "ScalableError",
+    "Settings",
     "StoreUnavailableError",
     "UnsupportedURIError",
     "__version__",
     "build_artifact_store",
+    "json_schema",
+    "load_manifest",
+    "read_events",
     "register_artifact_store",
+    "resolve_settings",
 ]

@@ -8,6 +8,9 @@ know about scalable.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+
 
 class ScalableError(Exception):
     """Base class of every error scalable raises on purpose."""
@@ -53,6 +56,43 @@ class FormatError(ScalableError, ValueError):
     """``save``/``load`` cannot serialize or parse a value in the format of the key's extension."""
 
 
+@dataclass(frozen=True)
+class ManifestProblem:
+    """One thing wrong with a manifest: where (line, dotted field path) and what."""
+
+    line: int | None
+    field: str | None
+    message: str
+
+    def format(self, source: str | None) -> str:
+        """``file:line: field: message``, leaving out the parts that are unknown."""
+        where = source or "(no manifest file)"
+        if self.line is not None:
+            where = f"{where}:{self.line}"
+        return f"{where}: {self.field}: {self.message}" if self.field else f"{where}: {self.message}"
+
+
+class ManifestError(ScalableError, ValueError):
+    """A manifest cannot be read, expanded or validated.
+
+    ``str(error)`` has one line per problem, each ``file:line: field: message``; the same
+    facts are in ``error.source`` and ``error.problems`` for programs.
+    """
+
+    def __init__(self, source: str | None, problems: Sequence[ManifestProblem]) -> None:
+        self.source = source
+        self.problems = tuple(sorted(problems, key=lambda p: (p.line or 0, p.field or "")))
+        super().__init__("\n".join(p.format(source) for p in self.problems))
+
+    def __reduce__(self) -> tuple[object, ...]:
+        # Pickles whole, so an error raised on a Dask worker reaches the client intact.
+        return (type(self), (self.source, self.problems))
+
+
+class ManifestNotFoundError(ManifestError, FileNotFoundError):
+    """The manifest file that was asked for (by argument or ``SCALABLE_MANIFEST``) does not exist."""
+
+
 __all__ = [
     "AccessDeniedError",
     "ArtifactKindError",
@@ -62,6 +102,9 @@ __all__ = [
     "IntegrityError",
     "InvalidKeyError",
     "KeyConflictError",
+    "ManifestError",
+    "ManifestNotFoundError",
+    "ManifestProblem",
     "ScalableError",
     "StoreUnavailableError",
     "UnsupportedURIError",
