@@ -93,6 +93,18 @@ class ManifestNotFoundError(ManifestError, FileNotFoundError):
     """The manifest file that was asked for (by argument or ``SCALABLE_MANIFEST``) does not exist."""
 
 
+class NoSessionError(ScalableError, RuntimeError):
+    """``current_session()`` was called outside a session and outside a session's task."""
+
+
+class SessionClosedError(ScalableError, RuntimeError):
+    """A session was used after ``close()``."""
+
+
+class TargetError(ScalableError, ValueError):
+    """A target cannot be built: unknown provider, missing extra, or bad options."""
+
+
 __all__ = [
     "AccessDeniedError",
     "ArtifactKindError",
@@ -105,7 +117,10 @@ __all__ = [
     "ManifestError",
     "ManifestNotFoundError",
     "ManifestProblem",
+    "NoSessionError",
     "ScalableError",
+    "SessionClosedError",
     "StoreUnavailableError",
+    "TargetError",
     "UnsupportedURIError",
 ]

@@ -16,20 +16,12 @@ from typing import Any
 from scalable.artifacts.base import ArtifactStore, PathLike
 from scalable.artifacts.keys import validate_key
 from scalable.artifacts.ref import ArtifactRef
-from scalable.errors import ArtifactNotFoundError, ScalableError
+from scalable.errors import ArtifactNotFoundError, NoSessionError, SessionClosedError
 from scalable.telemetry import ArtifactRecorded, JsonlStream
 
 ARTIFACTS_STREAM = "artifacts.jsonl"
 TASKS_STREAM = "tasks.jsonl"
 CACHE_STREAM = "cache.jsonl"
-
-
-class NoSessionError(ScalableError, RuntimeError):
-    """``current_session()`` was called outside a session and outside a session's task."""
-
-
-class SessionClosedError(ScalableError, RuntimeError):
-    """A session was used after ``close()``."""
 
 
 @dataclass(frozen=True)

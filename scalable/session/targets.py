@@ -11,14 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from scalable.errors import ScalableError
+from scalable.errors import TargetError
 
 JOBQUEUE_CLUSTERS = {"slurm": "SLURMCluster", "pbs": "PBSCluster", "sge": "SGECluster", "lsf": "LSFCluster"}
 PROVIDERS = ("local", "dask", *JOBQUEUE_CLUSTERS)
-
-
-class TargetError(ScalableError, ValueError):
-    """A target cannot be built: unknown provider, missing extra, or bad options."""
 
 
 @dataclass
