@@ -13,11 +13,13 @@ from scalable.artifacts import (
     build_artifact_store,
     register_artifact_store,
 )
+from scalable.cache import CacheInfo, CallInfo, cacheable, configure_cache
 from scalable.errors import (
     AccessDeniedError,
     ArtifactKindError,
     ArtifactNotFoundError,
     BucketNotFoundError,
+    CacheDirectoryError,
     FormatError,
     IntegrityError,
     InvalidKeyError,
@@ -26,9 +28,11 @@ from scalable.errors import (
     ManifestNotFoundError,
     ScalableError,
     StoreUnavailableError,
+    UnhashableArgumentError,
     UnsupportedURIError,
 )
 from scalable.manifest import Settings, json_schema, load_manifest, resolve_settings
+from scalable.session import ScalableSession, current_session
 from scalable.telemetry import JsonlStream, read_events
 
 __version__ = "0.1.0"
@@ -41,6 +45,9 @@ __all__ = [
     "ArtifactRef",
     "ArtifactStore",
     "BucketNotFoundError",
+    "CacheDirectoryError",
+    "CacheInfo",
+    "CallInfo",
     "FormatError",
     "FsspecArtifactStore",
     "IntegrityError",
@@ -51,11 +58,16 @@ __all__ = [
     "ManifestError",
     "ManifestNotFoundError",
     "ScalableError",
+    "ScalableSession",
     "Settings",
     "StoreUnavailableError",
+    "UnhashableArgumentError",
     "UnsupportedURIError",
     "__version__",
     "build_artifact_store",
+    "cacheable",
+    "configure_cache",
+    "current_session",
     "json_schema",
     "load_manifest",
     "read_events",

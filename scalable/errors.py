@@ -105,11 +105,20 @@ class TargetError(ScalableError, ValueError):
     """A target cannot be built: unknown provider, missing extra, or bad options."""
 
 
+class UnhashableArgumentError(ScalableError, TypeError):
+    """An argument of a cached call cannot be turned into a cache key (an open file, a lock...)."""
+
+
+class CacheDirectoryError(ScalableError, PermissionError):
+    """The local cache directory cannot be created or written."""
+
+
 __all__ = [
     "AccessDeniedError",
     "ArtifactKindError",
     "ArtifactNotFoundError",
     "BucketNotFoundError",
+    "CacheDirectoryError",
     "FormatError",
     "IntegrityError",
     "InvalidKeyError",
@@ -122,5 +131,6 @@ __all__ = [
     "SessionClosedError",
     "StoreUnavailableError",
     "TargetError",
+    "UnhashableArgumentError",
     "UnsupportedURIError",
 ]

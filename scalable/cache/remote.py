@@ -1,0 +1,167 @@
+"""The remote tier: entries as blobs in any artifact store, shared by every machine that reads it.
+
+An entry for key ``k`` is the blob ``cache/<k[:2]>/<k>`` of the store at
+``SCALABLE_CACHE_REMOTE`` (the store verifies its SHA-256 on every read). With a secret,
+entries are signed when written and refused when read unsigned or altered (see
+:mod:`scalable.cache.entries`): a refusal is a miss, logged and recorded as an event.
+
+The remote is never allowed to break a call. Any exception from the store (unreachable,
+refused credentials, a missing bucket, a driver that is not installed) is logged once
+per burst of failures, counted, recorded as a ``remote_error`` event, and answered as a
+miss; after a failure the tier rests for ``backoff`` seconds (doubling while failures go
+on, up to 10x) so a dead remote costs one timeout, not one per call.
+
+Each request runs on a thread of its own and is awaited at most ``timeout`` seconds: a
+store's own retries against a dead endpoint can take half a minute (s3fs, botocore and
+the store each retry), and a cache must not make a call wait that long. A read that
+times out is a miss; a write that times out is left to finish in the background.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from scalable.artifacts.base import ArtifactStore
+from scalable.cache import entries, events
+from scalable.errors import ArtifactNotFoundError, IntegrityError
+
+log = logging.getLogger("scalable.cache")
+
+PREFIX = "cache"
+T = TypeVar("T")
+
+
+def entry_key(key: str) -> str:
+    """Where the entry of cache key ``key`` lives in the remote store."""
+    return f"{PREFIX}/{key[:2]}/{key}"
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"[:300]
+
+
+class RemoteTier:
+    """Entries in ``store``, signed with ``secret`` when one is set."""
+
+    def __init__(
+        self, store: ArtifactStore, secret: bytes | None = None, backoff: float = 30.0, timeout: float | None = 10.0
+    ) -> None:
+        self.store = store
+        self.secret = secret
+        self.backoff = max(0.0, backoff)
+        self.timeout = timeout if timeout is None or timeout > 0 else None
+        self._failures = 0
+        self._resting_until = 0.0
+        self._lock = threading.Lock()
+
+    @property
+    def uri(self) -> str:
+        """The store's URI, without credentials."""
+        return str(self.store.uri)
+
+    def resting(self) -> bool:
+        """True while the tier rests after a failure (lookups and writes are skipped)."""
+        return self._failures > 0 and time.monotonic() < self._resting_until
+
+    def get(self, key: str) -> tuple[str, bytes | None, memoryview | None]:
+        """``("hit", entry bytes, payload)``, or ``("miss" | "refused" | "error" | "resting", None, None)``.
+
+        A hit's bytes have passed the store's SHA-256 check and, with a secret, the entry's
+        signature.
+        """
+        if self.resting():
+            return "resting", None, None
+        try:
+            data = self._within_timeout(lambda: self.store.get_bytes(entry_key(key)))
+        except ArtifactNotFoundError:
+            self._succeeded()
+            return "miss", None, None
+        except IntegrityError as exc:
+            self._succeeded()
+            self.refuse(key, f"stored bytes do not match their digest ({exc})")
+            return "refused", None, None
+        except Exception as exc:
+            self._failed("get", exc)
+            return "error", None, None
+        self._succeeded()
+        try:
+            payload = entries.verified_payload(data, key, self.secret)
+        except entries.EntryError as exc:
+            self.refuse(key, str(exc))
+            return "refused", None, None
+        return "hit", data, payload
+
+    def put(self, key: str, data: bytes, metadata: dict[str, Any] | None = None) -> bool:
+        """Store an entry; False if the remote failed or rests (logged, never raised)."""
+        if self.resting():
+            return False
+        try:
+            self._within_timeout(lambda: self.store.put_bytes(data, entry_key(key), metadata=metadata))
+        except Exception as exc:
+            self._failed("put", exc)
+            return False
+        self._succeeded()
+        return True
+
+    def _within_timeout(self, request: Callable[[], T]) -> T:
+        if self.timeout is None:
+            return request()
+        done = threading.Event()
+        outcome: dict[str, Any] = {}
+
+        def run() -> None:
+            try:
+                outcome["value"] = request()
+            except BaseException as exc:
+                outcome["error"] = exc
+            finally:
+                done.set()
+
+        # A daemon thread per request: one stuck on a dead endpoint never delays the exit.
+        threading.Thread(target=run, name="scalable-cache-remote", daemon=True).start()
+        if not done.wait(self.timeout):
+            raise TimeoutError(f"no answer within {self.timeout:g} s (SCALABLE_CACHE_REMOTE_TIMEOUT)")
+        if "error" in outcome:
+            raise outcome["error"]
+        return outcome["value"]  # type: ignore[no-any-return]
+
+    def refuse(self, key: str, reason: str) -> None:
+        """Log and record an entry that will not be used."""
+        log.warning("remote cache %s: refused the entry of %s: %s; computing instead", self.uri, key, reason)
+        events.emit("refused", remote=self.uri, key=key, reason=reason)
+
+    def _failed(self, operation: str, exc: BaseException) -> None:
+        with self._lock:
+            self._failures += 1
+            first = self._failures == 1
+            wait = min(self.backoff * 2 ** (self._failures - 1), self.backoff * 10)
+            self._resting_until = time.monotonic() + wait
+        error = _describe(exc)
+        if first:
+            log.warning(
+                "remote cache %s failed (%s: %s); calls go on with the local tier and by computing, "
+                "and the remote is tried again in %.3g s",
+                self.uri,
+                operation,
+                error,
+                wait,
+            )
+        else:
+            log.debug("remote cache %s failed again (%s: %s); next try in %.3g s", self.uri, operation, error, wait)
+        events.emit("remote_error", remote=self.uri, operation=operation, error=error, retry_in=wait)
+
+    def _succeeded(self) -> None:
+        if self._failures:
+            with self._lock:
+                failures, self._failures = self._failures, 0
+            if failures:
+                log.info("remote cache %s answers again after %d failure(s)", self.uri, failures)
+                events.emit("remote_ok", remote=self.uri, failures=failures)
+
+
+__all__ = ["PREFIX", "RemoteTier", "entry_key"]
