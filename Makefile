@@ -19,6 +19,9 @@ $(VENV)/.test-installed: pyproject.toml scripts/install-test-servers.sh
 
 demo: $(VENV)/.installed
 	$(PY) examples/quickstart.py
+	@echo "--- a parameter sweep as a session, run twice: the second run is all cache hits ---"
+	$(PY) examples/sweep.py
+	$(PY) examples/sweep.py
 
 test: $(VENV)/.test-installed
 	$(VENV)/bin/ruff check scalable tests bench examples
@@ -29,7 +32,11 @@ lint: $(VENV)/.test-installed
 	$(VENV)/bin/ruff format --check scalable tests bench examples
 
 bench: $(VENV)/.test-installed
+	$(PIP) -e ".[test,bench]"
 	$(PY) bench/bench_local.py
+	$(PY) bench/bench_object_stores.py
+	$(PY) bench/bench_cache.py
+	$(PY) bench/bench_telemetry.py
 
 clean:
 	rm -rf $(VENV) artifacts .scalable .pytest_cache .ruff_cache

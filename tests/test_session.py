@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from scalable import ArtifactNotFoundError, ManifestError, build_artifact_store
+from scalable import ArtifactNotFoundError, ManifestError, build_artifact_store, cacheable
 from scalable.session import NoSessionError, ScalableSession, SessionClosedError, Target, current_session, job_script
 from scalable.telemetry import read_events
 
@@ -54,8 +54,15 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, scheduler: str) -> 
     return tmp_path
 
 
+@cacheable
+def simulate(member: int) -> dict[str, float]:
+    """An expensive model run: cached, so 40 tasks over 10 members compute 10 times."""
+    return {"member": member, "temperature": 14.0 + member / 10}
+
+
 def make_and_record(i: int) -> str:
-    """A task: write a file, record it in the run from whichever worker runs this."""
+    """A task: hit the cache, write a file, record it in the run from whichever worker runs this."""
+    simulate(i % 10)
     out = Path(f"member-{i:03d}.txt")
     out.write_text(f"member {i}\n" * (i + 1))
     ref = current_session().record_artifact(out, name=f"members/{out.name}", metadata={"member": i})
@@ -86,8 +93,16 @@ def test_local_cluster_40_tasks_record_every_artifact_once(project: Path) -> Non
     for status in ("task.submitted", "task.started", "task.finished"):
         assert sum(1 for e in tasks if e.event == status) == 40
     assert all(e.worker.startswith("tcp://127.0.0.1:") for e in tasks if e.event == "task.finished")
+    cache = read_events(run_dir / "cache.jsonl")
+    assert cache.skipped == 0
+    assert sum(1 for e in cache.events if e.event == "cache.miss") == 10  # each member computed once
+    assert sum(1 for e in cache.events if e.event == "cache.hit") == 30
+    assert all(e.task and e.run_id == run_id for e in cache.events)
+    finished = [e for e in tasks if e.event == "task.finished"]
+    assert sum(e.cache == "miss" for e in finished) == 10 and sum(e.cache == "hit" for e in finished) == 30
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["tasks"] == {"submitted": 40, "finished": 40, "failed": 0}
+    assert summary["cache"] == {"hits": 30, "misses": 10, "hit_rate": 0.75}
     assert summary["artifacts"] == 40 and summary["bytes"] == sum(len(f"member {i}\n") * (i + 1) for i in range(40))
 
 

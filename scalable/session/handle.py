@@ -32,7 +32,7 @@ class SessionHandle:
     run_dir: str
     store: ArtifactStore
     task: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict, repr=False)  # cache settings: may hold a secret
 
     def for_task(self, task: str) -> SessionHandle:
         return replace(self, task=task)

@@ -24,6 +24,7 @@ from scalable.artifacts.base import ArtifactStore, PathLike
 from scalable.artifacts.factory import build_artifact_store
 from scalable.artifacts.ref import ArtifactRef
 from scalable.artifacts.uris import redact_uri
+from scalable.session.cachehook import prepare_process
 from scalable.session.handle import (
     ARTIFACTS_STREAM,
     CACHE_STREAM,
@@ -66,7 +67,10 @@ class ScalableSession:
         self._client: Any = None
         self._started_at = datetime.now(timezone.utc)
         self._git_commit = git_commit()
-        self.handle = SessionHandle(run_id=self.run_id, run_dir=str(self.run_dir), store=store)
+        self.handle = SessionHandle(
+            run_id=self.run_id, run_dir=str(self.run_dir), store=store, extra={"cache": self.cache_settings}
+        )
+        prepare_process(self.handle)
         for stream in (ARTIFACTS_STREAM, TASKS_STREAM, CACHE_STREAM):
             (self.run_dir / stream).touch()
         if manifest_text is not None:
@@ -180,7 +184,7 @@ class ScalableSession:
         """Run ``fn(*args, **kwargs)`` on the target; returns a Dask future."""
         self._check_open()
         task = self._task_id(fn)
-        runner = TaskRunner(self.handle, task, fn)
+        runner = TaskRunner(self.handle, task, fn, setup=prepare_process)
         with self.handle.stream(TASKS_STREAM) as stream:
             stream.write(TaskSubmitted(run_id=self.run_id, task=task, function=getattr(fn, "__qualname__", repr(fn))))
         future = self.client.submit(runner, args, kwargs, key=f"{task}-{self.run_id}", pure=False)
