@@ -126,9 +126,9 @@ class FsspecArtifactStore(BaseArtifactStore):
                 raise self._access_denied(what, exc) from None
             if is_transient(exc):
                 raise StoreUnavailableError(
-                    f"cannot {what} in {self.uri}: {self.endpoint} did not answer after "
-                    f"{self.retry_policy.attempts} attempts ({_one_line(exc)}); check that the service is "
-                    "running and reachable from this machine, then retry"
+                    f"cannot {what} in {self.uri}: {self.endpoint} did not answer, after retries "
+                    f"({_one_line(exc)}); check that the service is running and reachable from this "
+                    "machine, then retry"
                 ) from None
             raise
 

@@ -101,6 +101,31 @@ def http_status(exc: BaseException) -> int | None:
     return None
 
 
+#: Failures to connect at all: the drivers (botocore, gcsfs, the Azure SDK) have already retried
+#: these with backoff of their own before they surface, so retrying again only multiplies the wait.
+_CONNECT_FAILURE_NAMES = (
+    "EndpointConnectionError",
+    "ClientConnectorError",
+    "ServiceRequestError",
+    "ConnectTimeoutError",
+)
+
+
+def is_connect_failure(exc: BaseException) -> bool:
+    """The service could not be connected to at all (as opposed to a connection lost mid-request)."""
+    for e in _chain(exc):
+        if isinstance(e, ConnectionRefusedError):
+            return True
+        if any(cls.__name__ in _CONNECT_FAILURE_NAMES for cls in type(e).__mro__):
+            return True
+    return False
+
+
+def should_retry(exc: BaseException) -> bool:
+    """Transient, and not a connect failure the driver already retried."""
+    return is_transient(exc) and not is_connect_failure(exc)
+
+
 def is_transient(exc: BaseException) -> bool:
     """Worth retrying: connection trouble, a 5xx answer, or throttling (429, SlowDown)."""
     if isinstance(exc, (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)):
@@ -134,7 +159,7 @@ def retry_call(
     *,
     policy: RetryPolicy = DEFAULT_POLICY,
     what: str = "request",
-    transient: Callable[[BaseException], bool] = is_transient,
+    transient: Callable[[BaseException], bool] = should_retry,
 ) -> T:
     """Call ``fn`` until it succeeds, a non-transient error occurs, or attempts run out."""
     for attempt in range(policy.attempts):
@@ -149,4 +174,13 @@ def retry_call(
     raise AssertionError("unreachable")
 
 
-__all__ = ["DEFAULT_POLICY", "RetryPolicy", "http_status", "is_connection_error", "is_transient", "retry_call"]
+__all__ = [
+    "DEFAULT_POLICY",
+    "RetryPolicy",
+    "http_status",
+    "is_connect_failure",
+    "is_connection_error",
+    "is_transient",
+    "retry_call",
+    "should_retry",
+]
