@@ -30,15 +30,7 @@ from scalable.cache import (
     remove_listener,
     reset_cache_config,
 )
-
-ENV = (
-    "SCALABLE_CACHE_DIR",
-    "SCALABLE_CACHE_REMOTE",
-    "SCALABLE_CACHE_SECRET",
-    "SCALABLE_CACHE_SIZE_LIMIT",
-    "SCALABLE_CACHE_LOCK_TIMEOUT",
-    "SCALABLE_CACHE_REMOTE_TIMEOUT",
-)
+from scalable.cache.config import ENV_VARS as ENV
 
 
 @pytest.fixture(autouse=True)

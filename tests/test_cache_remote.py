@@ -21,17 +21,9 @@ import pytest
 
 from scalable import build_artifact_store
 from scalable.cache import add_listener, cacheable, configure_cache, entries, remove_listener, reset_cache_config
+from scalable.cache.config import ENV_VARS as ENV
 from scalable.cache.remote import entry_key
 from tests.servers.seaweedfs import SeaweedFS
-
-ENV = (
-    "SCALABLE_CACHE_DIR",
-    "SCALABLE_CACHE_REMOTE",
-    "SCALABLE_CACHE_SECRET",
-    "SCALABLE_CACHE_SIZE_LIMIT",
-    "SCALABLE_CACHE_LOCK_TIMEOUT",
-    "SCALABLE_CACHE_REMOTE_TIMEOUT",
-)
 
 
 @pytest.fixture(autouse=True)
