@@ -9,6 +9,7 @@ named after its scheme and loads a callable ``(uri, **storage_options) -> store`
 
 from __future__ import annotations
 
+import importlib
 import os
 from collections.abc import Callable
 from importlib.metadata import entry_points
@@ -38,8 +39,14 @@ EXTRAS = {
     "abfss": "azure",
 }
 
+#: Schemes with a store of their own (``module:class``, imported on first use) instead of the generic one.
+BUILTIN_STORES = {
+    "s3": "scalable.artifacts.s3:S3ArtifactStore",
+    "s3a": "scalable.artifacts.s3:S3ArtifactStore",
+}
+
 #: Options that configure the store itself rather than its filesystem.
-STORE_OPTIONS = ("max_concurrency",)
+STORE_OPTIONS = ("max_concurrency", "create", "retry_policy")
 
 _registry: dict[str, StoreFactory] = {}
 _entry_points_loaded = False
@@ -83,6 +90,9 @@ def build_artifact_store(uri: str | os.PathLike[str], **storage_options: Any) ->
     protocol, rest = split_protocol(text)
     store_kwargs = {k: storage_options.pop(k) for k in STORE_OPTIONS if k in storage_options}
     if protocol in (None, "file", "local"):
+        store_kwargs.pop("create", None)  # a local store always creates its root
+        if "retry_policy" in store_kwargs:
+            raise UnsupportedURIError(f"local store {text!r} does not retry: retry_policy is for object stores")
         local_kwargs = {**store_kwargs}
         if "durable" in storage_options:
             local_kwargs["durable"] = storage_options.pop("durable")
@@ -105,7 +115,11 @@ def build_artifact_store(uri: str | os.PathLike[str], **storage_options: Any) ->
         extra = EXTRAS.get(protocol)
         how = f"pip install 'scalable[{extra}]'" if extra else f"install the fsspec driver for {protocol}://"
         raise UnsupportedURIError(f"the {protocol}:// driver is not installed ({exc}): {how}") from None
-    return FsspecArtifactStore(text, storage_options=storage_options, **store_kwargs)
+    store_class: type[FsspecArtifactStore] = FsspecArtifactStore
+    if protocol in BUILTIN_STORES:
+        module, _, name = BUILTIN_STORES[protocol].partition(":")
+        store_class = getattr(importlib.import_module(module), name)
+    return store_class(text, storage_options=storage_options, **store_kwargs)
 
 
 __all__ = ["ENTRY_POINT_GROUP", "build_artifact_store", "register_artifact_store"]
