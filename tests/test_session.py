@@ -223,3 +223,20 @@ def test_session_target_from_environment(project: Path, monkeypatch: pytest.Monk
     with ScalableSession.from_yaml() as session:
         assert session.target.provider == "dask"
         assert session.gather(session.submit(os.getpid)) != os.getpid()
+
+
+def test_workers_without_the_run_directory_relay_their_events(project: Path) -> None:
+    """A worker on another machine cannot see the run directory: its events reach the trail anyway."""
+    from dataclasses import replace
+
+    with ScalableSession.from_yaml(target="shared") as session:
+        # As a remote worker sees it: the run directory's path does not exist there.
+        session._worker_handle = replace(session.handle, run_dir=str(project / "elsewhere" / session.run_id))
+        keys = session.gather(session.map(make_and_record, range(6)))
+        run_dir = session.run_dir
+    assert not (project / "elsewhere").exists()
+    log = read_events(run_dir / "artifacts.jsonl")
+    assert sorted(e.key for e in log.events) == sorted(keys) and log.skipped == 0
+    tasks = read_events(run_dir / "tasks.jsonl").events
+    assert sum(1 for e in tasks if e.event == "task.finished") == 6
+    assert json.loads((run_dir / "summary.json").read_text())["artifacts"] == 6

@@ -17,6 +17,7 @@ from scalable.artifacts.base import ArtifactStore, PathLike
 from scalable.artifacts.keys import validate_key
 from scalable.artifacts.ref import ArtifactRef
 from scalable.errors import ArtifactNotFoundError, NoSessionError, SessionClosedError
+from scalable.session.relay import RelayStream
 from scalable.telemetry import ArtifactRecorded, JsonlStream
 
 ARTIFACTS_STREAM = "artifacts.jsonl"
@@ -37,9 +38,16 @@ class SessionHandle:
     def for_task(self, task: str) -> SessionHandle:
         return replace(self, task=task)
 
-    def stream(self, name: str) -> JsonlStream:
-        """The run's JSONL stream ``name`` (``artifacts.jsonl``, ``tasks.jsonl``, ``cache.jsonl``)."""
-        return JsonlStream(Path(self.run_dir) / name)
+    def stream(self, name: str) -> JsonlStream | RelayStream:
+        """The run's JSONL stream ``name`` (``artifacts.jsonl``, ``tasks.jsonl``, ``cache.jsonl``).
+
+        Where the run directory is not visible (a worker on another machine), events go to
+        the scheduler and the client appends them when the session closes.
+        """
+        path = Path(self.run_dir) / name
+        if path.parent.is_dir():
+            return JsonlStream(path)
+        return RelayStream(self.run_id, name)
 
     def record_artifact(
         self,

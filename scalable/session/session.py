@@ -34,6 +34,7 @@ from scalable.session.handle import (
     activate,
     deactivate,
 )
+from scalable.session.relay import collect
 from scalable.session.runs import git_commit, host_name, new_run_id, user_name, write_json_atomic
 from scalable.session.targets import Target, build_cluster
 from scalable.session.tasks import TaskRunner
@@ -71,6 +72,8 @@ class ScalableSession:
             run_id=self.run_id, run_dir=str(self.run_dir), store=store, extra={"cache": self.cache_settings}
         )
         prepare_process(self.handle)
+        #: What tasks carry to the workers (the same handle; a test swaps in an unreachable run dir).
+        self._worker_handle = self.handle
         for stream in (ARTIFACTS_STREAM, TASKS_STREAM, CACHE_STREAM):
             (self.run_dir / stream).touch()
         if manifest_text is not None:
@@ -147,6 +150,7 @@ class ScalableSession:
         try:
             if self._client is not None:
                 self._settle_tasks(cancel=status != "finished")
+                collect(self._client, self.run_id, self.run_dir)
                 self._client.close()
             if self._cluster is not None:
                 self._cluster.close()
@@ -184,7 +188,7 @@ class ScalableSession:
         """Run ``fn(*args, **kwargs)`` on the target; returns a Dask future."""
         self._check_open()
         task = self._task_id(fn)
-        runner = TaskRunner(self.handle, task, fn, setup=prepare_process)
+        runner = TaskRunner(self._worker_handle, task, fn, setup=prepare_process)
         with self.handle.stream(TASKS_STREAM) as stream:
             stream.write(TaskSubmitted(run_id=self.run_id, task=task, function=getattr(fn, "__qualname__", repr(fn))))
         future = self.client.submit(runner, args, kwargs, key=f"{task}-{self.run_id}", pure=False)
