@@ -64,6 +64,17 @@ def test_memory_and_storage_options_reach_the_filesystem() -> None:
     assert s3.uri == "s3://bucket/prefix"
 
 
+def test_s3_store_options_reach_the_store_not_s3fs() -> None:
+    from scalable.artifacts.s3 import S3ArtifactStore
+
+    store = build_artifact_store(
+        "s3://bucket/x", endpoint_url="http://127.0.0.1:1", part_size=8 * 1024 * 1024, multipart_threshold=1 << 25
+    )
+    assert isinstance(store, S3ArtifactStore)
+    assert store.part_size == 8 * 1024 * 1024 and store.multipart_threshold == 1 << 25
+    assert "part_size" not in store.storage_options
+
+
 def test_secrets_in_uris_are_not_kept() -> None:
     store = build_artifact_store("memory://user:hunter2@bucket/x")
     assert "hunter2" not in store.uri and "hunter2" not in repr(store)

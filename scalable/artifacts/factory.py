@@ -119,6 +119,9 @@ def build_artifact_store(uri: str | os.PathLike[str], **storage_options: Any) ->
     if protocol in BUILTIN_STORES:
         module, _, name = BUILTIN_STORES[protocol].partition(":")
         store_class = getattr(importlib.import_module(module), name)
+        for option in getattr(store_class, "store_options", ()):  # e.g. part_size for S3
+            if option in storage_options:
+                store_kwargs[option] = storage_options.pop(option)
     return store_class(text, storage_options=storage_options, **store_kwargs)
 
 

@@ -62,6 +62,9 @@ _CONNECTION_TYPE_NAMES = (
     "ServiceRequestError",
     "ServiceResponseError",
     "FSTimeoutError",
+    "IncompleteReadError",
+    "ResponseStreamingError",
+    "ClientPayloadError",
 )
 
 

@@ -109,6 +109,9 @@ class S3ArtifactStore(FsspecArtifactStore):
     much per file.
     """
 
+    #: Options of this store (not of s3fs) that ``build_artifact_store`` accepts.
+    store_options = ("part_size", "multipart_threshold")
+
     multipart_threshold = 16 * MiB
     part_size = 16 * MiB
 
