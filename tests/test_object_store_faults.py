@@ -150,3 +150,54 @@ def test_listing_caches_never_go_stale(request: pytest.FixtureRequest, backend: 
     assert reader.exists("a/two") and reader.list_artifacts("a/") == ["a/one", "a/two"]
     writer.delete("a/one")
     assert not reader.exists("a/one") and reader.list_artifacts() == ["a/two"]
+
+
+def test_a_retried_upload_reports_the_file_size_once(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from fsspec.callbacks import Callback
+
+    store = build_artifact_store(
+        f"memory://retry-progress/{uuid.uuid4().hex}", retry_policy=RetryPolicy(attempts=3, base=0.01, cap=0.02)
+    )
+    src = tmp_path / "f.bin"
+    size = 40 * 1024 * 1024  # several chunks: the failed attempt reports progress before it fails
+    src.write_bytes(b"x" * size)
+    real_open = store.fs.open
+    opened = []
+
+    class FailingFile:
+        """Takes some bytes, then the connection drops."""
+
+        def __init__(self, f):
+            self._f = f
+            self._writes = 0
+
+        def write(self, data):
+            self._writes += 1
+            if self._writes == 3:
+                raise Flaky()
+            return self._f.write(data)
+
+        def __getattr__(self, name):
+            return getattr(self._f, name)
+
+    def open_once_failing(path, mode="rb", **kwargs):
+        f = real_open(path, mode, **kwargs)
+        if "w" in mode and not opened:
+            opened.append(path)
+            return FailingFile(f)
+        return f
+
+    monkeypatch.setattr(store.fs, "open", open_once_failing)
+
+    class Total(Callback):
+        def __init__(self):
+            super().__init__()
+            self.total = 0
+
+        def relative_update(self, inc=1):
+            self.total += inc
+
+    progress = Total()
+    ref = store.put(src, "k", callback=progress)
+    assert opened and ref.size_bytes == size
+    assert progress.total == size

@@ -51,6 +51,24 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0] if text else ''}"[:300]
 
 
+class _AttemptProgress(Callback):
+    """Forwards one attempt's progress to ``parent``, and can take it back if the attempt fails."""
+
+    def __init__(self, parent: Callback) -> None:
+        super().__init__()
+        self._parent = parent
+        self._sent = 0
+
+    def relative_update(self, inc: int = 1) -> None:
+        self._sent += inc
+        self._parent.relative_update(inc)
+
+    def take_back(self) -> None:
+        if self._sent:
+            self._parent.relative_update(-self._sent)
+            self._sent = 0
+
+
 class FsspecArtifactStore(BaseArtifactStore):
     """Artifacts under ``uri`` (``s3://bucket/prefix``, ``gs://...``, ``az://...``, ``memory://...``).
 
@@ -192,8 +210,17 @@ class FsspecArtifactStore(BaseArtifactStore):
         self._invalidate(full)
 
     def _write_file(self, src: Path, rel: str, *, size: int, callback: Callback) -> tuple[str, int]:
-        # The source is local and can be read again: a transient failure retries the whole upload.
-        return self._call("upload", lambda: BaseArtifactStore._write_file(self, src, rel, size=size, callback=callback))
+        # The source is local and can be read again: a transient failure retries the whole upload,
+        # and takes back the progress the failed attempt reported so the total stays the file's size.
+        def attempt() -> tuple[str, int]:
+            progress = _AttemptProgress(callback)
+            try:
+                return BaseArtifactStore._write_file(self, src, rel, size=size, callback=progress)
+            except BaseException:
+                progress.take_back()
+                raise
+
+        return self._call("upload", attempt)
 
     def _write_bytes(self, data: bytes, rel: str) -> None:
         full = self._full(rel)
