@@ -100,6 +100,8 @@ class FsspecArtifactStore(BaseArtifactStore):
         self.create = create
         self.retry_policy = retry_policy
         self._root_checked = not self._direct_writes  # only object stores have buckets to check
+        #: Extra keyword arguments of ``cat_file``/``cat`` (a subclass may ask for one request per read).
+        self._read_options: dict[str, Any] = {}
         super().__init__(redact_uri(uri), max_concurrency=max_concurrency, digest_cache=digest_cache)
 
     # ------------------------------------------------------------------ errors
@@ -233,13 +235,13 @@ class FsspecArtifactStore(BaseArtifactStore):
 
     def _read_bytes(self, rel: str) -> bytes:
         full = self._full(rel)
-        return self._call("read", lambda: self.fs.cat_file(full))  # type: ignore[no-any-return]
+        return self._call("read", lambda: self.fs.cat_file(full, **self._read_options))  # type: ignore[no-any-return]
 
     def _read_many(self, rels: Sequence[str]) -> dict[str, bytes]:
         if not rels:
             return {}
         by_full = {self._full(rel): rel for rel in rels}
-        found = self._call("read", lambda: self.fs.cat(list(by_full), on_error="omit"))
+        found = self._call("read", lambda: self.fs.cat(list(by_full), on_error="omit", **self._read_options))
         stripped = {self.fs._strip_protocol(k): v for k, v in found.items()}
         return {rel: stripped[full] for full, rel in by_full.items() if full in stripped}
 

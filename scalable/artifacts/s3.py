@@ -26,7 +26,7 @@ import inspect
 import logging
 import os
 import threading
-from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -47,8 +47,6 @@ MIN_PART_SIZE = 5 * MiB
 #: How long an interrupted transfer waits for its in-flight requests to wind down.
 _CANCEL_WAIT_SECONDS = 30.0
 #: A response body that broke off mid-way: worth another try, like a reset connection.
-_STREAM_ERRORS = ("IncompleteReadError", "ResponseStreamingError", "ClientPayloadError")
-
 Future = concurrent.futures.Future
 
 
@@ -145,7 +143,8 @@ class S3ArtifactStore(FsspecArtifactStore):
             self.multipart_threshold = max(1, multipart_threshold)
         # Recent s3fs sends a HEAD before each GET of cat_file unless told to read in one go.
         cat_params = inspect.signature(self.fs._cat_file).parameters
-        self._one_get: dict[str, Any] = {"max_concurrency": 1} if "max_concurrency" in cat_params else {}
+        if "max_concurrency" in cat_params:
+            self._read_options = {"max_concurrency": 1}
         self._part_buffers = threading.Semaphore(2 * self.max_concurrency)
 
     def __getstate__(self) -> dict[str, Any]:
@@ -177,7 +176,7 @@ class S3ArtifactStore(FsspecArtifactStore):
             try:
                 return await attempt()
             except Exception as exc:
-                if n == policy.attempts - 1 or not (should_retry(exc) or _broken_stream(exc)):
+                if n == policy.attempts - 1 or not should_retry(exc):
                     raise
                 wait = policy.delay(n)
                 log.info("%s failed (%s); retry %d of %d in %.2fs", what, exc, n + 1, policy.attempts - 1, wait)
@@ -189,18 +188,6 @@ class S3ArtifactStore(FsspecArtifactStore):
         return max(self.part_size, -(-smallest // MiB) * MiB)
 
     # ------------------------------------------------------------------ lookups: one request each
-    def _read_bytes(self, rel: str) -> bytes:
-        full = self._full(rel)
-        return self._call("read", lambda: self.fs.cat_file(full, **self._one_get))  # type: ignore[no-any-return]
-
-    def _read_many(self, rels: Sequence[str]) -> dict[str, bytes]:
-        if not rels:
-            return {}
-        by_full = {self._full(rel): rel for rel in rels}
-        found = self._call("read", lambda: self.fs.cat(list(by_full), on_error="omit", **self._one_get))
-        stripped = {self.fs._strip_protocol(k): v for k, v in found.items()}
-        return {rel: stripped[full] for full, rel in by_full.items() if full in stripped}
-
     def _exists(self, rel: str) -> bool:
         bucket, key = self._split(rel)
         try:
@@ -497,10 +484,6 @@ class S3ArtifactStore(FsspecArtifactStore):
 
         await self._retrying(f"get_object bytes {start}+{n} of s3://{bucket}/{key}", once)
         await asyncio.get_running_loop().run_in_executor(writers, _pwrite_full, fd, view[:n], start)
-
-
-def _broken_stream(exc: BaseException) -> bool:
-    return any(cls.__name__ in _STREAM_ERRORS for cls in type(exc).__mro__)
 
 
 def _read_full(f: Any, buf: bytearray) -> int:

@@ -512,7 +512,7 @@ class BaseArtifactStore(ABC):
         callback: Callback,
     ) -> RefRecord:
         if previous is not None and previous.layout == Layout.FILE and previous.ref.size_bytes == st.st_size:
-            unchanged = self._unchanged(previous, self.digests.file_digest(src)[0], kind, meta)
+            unchanged = self._unchanged(previous, self.digests.digest_of(src, st)[0], kind, meta)
             if unchanged is not None:
                 return unchanged
         obj = self._new_object(key)

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 from scalable.artifacts.base import ArtifactStore, PathLike
-from scalable.artifacts.keys import validate_key
 from scalable.artifacts.ref import ArtifactRef
 from scalable.errors import ArtifactNotFoundError, NoSessionError, SessionClosedError
 from scalable.session.relay import RelayStream
@@ -69,7 +68,7 @@ class SessionHandle:
                 f"cannot record {os.fspath(path)!r} in run {self.run_id}: the file does not exist"
             )
         label = name or local.name
-        target = validate_key(key) if key is not None else validate_key(f"runs/{self.run_id}/{label}")
+        target = key if key is not None else f"runs/{self.run_id}/{label}"  # put validates it
         ref = self.store.put(local, target, metadata=metadata)
         event = ArtifactRecorded.from_ref(ref, name=label, kind=kind, run_id=self.run_id, task=self.task)
         with self.stream(ARTIFACTS_STREAM) as stream:
