@@ -1,0 +1,109 @@
+"""The typer application, its global options, and the rule that turns errors into exit codes.
+
+A user error (any :class:`~scalable.errors.ScalableError`) prints one line on stderr, what
+went wrong and what to do, and exits 1; ``--debug`` (or ``SCALABLE_DEBUG=1``) shows the
+traceback as well. Bad usage exits 2, as click does.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Annotated
+
+import typer
+
+from scalable.cli.output import Output
+
+#: Exit codes, the same for every command.
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+
+app = typer.Typer(
+    name="scalable",
+    help="Artifacts, caches and runs: put, get, list and verify artifacts in any store; inspect runs and caches.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+_state = {"debug": False}
+
+
+def debug_enabled() -> bool:
+    """Whether tracebacks are shown (``--debug`` or ``SCALABLE_DEBUG=1``)."""
+    return _state["debug"] or os.environ.get("SCALABLE_DEBUG", "") not in ("", "0")
+
+
+def _version(value: bool) -> None:
+    if value:
+        import scalable
+
+        typer.echo(f"scalable {scalable.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """Artifacts, caches and runs for scientific and data workflows."""
+    _state["debug"] = debug
+
+
+def _register_commands() -> None:
+    # Each module adds its commands to ``app`` when imported.
+    from scalable.cli import (  # noqa: F401
+        cache_cmds,
+        catalog_cmds,
+        manifest_cmds,
+        report_cmds,
+        store_cmds,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line; return the exit code (``scalable`` calls ``sys.exit`` on it)."""
+    from scalable.errors import ScalableError
+
+    _register_commands()
+    out = Output()
+    try:
+        app(args=argv, prog_name="scalable", standalone_mode=False)
+    except typer.Exit as exc:  # raised by commands for a chosen code
+        return int(exc.exit_code or 0)
+    except ScalableError as exc:
+        if debug_enabled():
+            out.traceback()
+        out.error(str(exc))
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        out.error("interrupted")
+        return 130
+    except Exception as exc:
+        import click
+
+        if isinstance(exc, click.exceptions.Abort):
+            out.error("aborted")
+            return EXIT_FAILURE
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            return exc.exit_code
+        if debug_enabled():
+            out.traceback()
+        out.error(f"unexpected {type(exc).__name__}: {exc} (run with --debug for the traceback, and report it)")
+        return EXIT_FAILURE
+    return EXIT_OK
+
+
+def run() -> None:
+    """The console-script entry point."""
+    sys.exit(main())
+
+
+__all__ = ["EXIT_FAILURE", "EXIT_OK", "EXIT_USAGE", "app", "debug_enabled", "main", "run"]
