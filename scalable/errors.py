@@ -113,12 +113,26 @@ class CacheDirectoryError(ScalableError, PermissionError):
     """The local cache directory cannot be created or written."""
 
 
+class RunNotFoundError(ScalableError, LookupError):
+    """No run has this id (or an id prefix matches none, or more than one)."""
+
+
+class CatalogError(ScalableError):
+    """The catalog cannot be opened or written (a damaged file is rebuilt, not raised)."""
+
+
+class CatalogDamagedError(CatalogError):
+    """The catalog file is not a readable SQLite database; ``scalable reindex`` rebuilds it."""
+
+
 __all__ = [
     "AccessDeniedError",
     "ArtifactKindError",
     "ArtifactNotFoundError",
     "BucketNotFoundError",
     "CacheDirectoryError",
+    "CatalogDamagedError",
+    "CatalogError",
     "FormatError",
     "IntegrityError",
     "InvalidKeyError",
@@ -127,6 +141,7 @@ __all__ = [
     "ManifestNotFoundError",
     "ManifestProblem",
     "NoSessionError",
+    "RunNotFoundError",
     "ScalableError",
     "SessionClosedError",
     "StoreUnavailableError",
