@@ -74,7 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     _register_commands()
     out = Output()
     try:
-        app(args=argv, prog_name="scalable", standalone_mode=False)
+        # Not standalone: click returns the code of a ``typer.Exit`` instead of raising it.
+        code = app(args=argv, prog_name="scalable", standalone_mode=False)
     except typer.Exit as exc:  # raised by commands for a chosen code
         return int(exc.exit_code or 0)
     except ScalableError as exc:
@@ -86,19 +87,42 @@ def main(argv: list[str] | None = None) -> int:
         out.error("interrupted")
         return 130
     except Exception as exc:
-        import click
-
-        if isinstance(exc, click.exceptions.Abort):
+        if isinstance(exc, _abort_types()):
             out.error("aborted")
             return EXIT_FAILURE
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            return exc.exit_code
+        if isinstance(exc, _click_exception_types()):
+            # typer's ``no_args_is_help`` has already printed the help; anything else shows its usage line.
+            if type(exc).__name__ != "NoArgsIsHelpError":
+                exc.show()  # type: ignore[attr-defined]
+            return int(getattr(exc, "exit_code", EXIT_USAGE))
         if debug_enabled():
             out.traceback()
         out.error(f"unexpected {type(exc).__name__}: {exc} (run with --debug for the traceback, and report it)")
         return EXIT_FAILURE
-    return EXIT_OK
+    return code if isinstance(code, int) and not isinstance(code, bool) else EXIT_OK
+
+
+def _click_exception_types() -> tuple[type[BaseException], ...]:
+    # Recent typer (0.29 here) vendors click: its exceptions derive from typer.TyperException; older typer uses click's.
+    types: list[type[BaseException]] = [t for t in (getattr(typer, "TyperException", None),) if t is not None]
+    try:
+        import click
+
+        types.append(click.ClickException)
+    except ImportError:  # pragma: no cover - typer without click
+        pass
+    return tuple(types)
+
+
+def _abort_types() -> tuple[type[BaseException], ...]:
+    types: list[type[BaseException]] = [typer.Abort]
+    try:
+        import click
+
+        types.append(click.exceptions.Abort)
+    except ImportError:  # pragma: no cover
+        pass
+    return tuple(types)
 
 
 def run() -> None:
