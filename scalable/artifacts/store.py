@@ -101,12 +101,31 @@ class RefRecord:
             record = cls(ArtifactRef.model_validate(doc["ref"]), str(doc["object"]), str(doc["layout"]))
             if record.ref.key != key or record.layout not in (Layout.FILE, Layout.TREE, Layout.PACKED):
                 raise ValueError("the record does not describe this key")
+            if not _is_object_path(record.object, key):
+                # A damaged (or forged) record must not send reads, and deletes, anywhere else.
+                raise ValueError(f"its object path {record.object!r} is not under {OBJECTS}/{key}/")
             return record
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise IntegrityError(
                 f"the ref record of artifact {key!r} in {where} is damaged ({exc}); "
                 "re-put the artifact from its source, or delete it"
             ) from exc
+
+
+def _is_object_path(obj: str, key: str) -> bool:
+    """Whether ``obj`` is ``OBJECTS/<key>/<version>``: one plain segment, no way out of the key's folder."""
+    head = f"{OBJECTS}/{key}/"
+    version = obj[len(head) :]
+    return obj.startswith(head) and version not in ("", ".", "..") and not any(c in version for c in "/\\\0")
+
+
+def _check_tree_paths(entries: list[TreeEntry]) -> None:
+    """Refuse tree entries whose paths could leave the destination folder (``..``, absolute, empty)."""
+    for e in entries:
+        if not isinstance(e.path, str) or e.path.startswith("/") or "\\" in e.path or "\0" in e.path:
+            raise ValueError(f"unsafe path {e.path!r} in the tree manifest")
+        if any(seg in ("", ".", "..") for seg in e.path.split("/")):
+            raise ValueError(f"unsafe path {e.path!r} in the tree manifest")
 
 
 def new_version_id() -> str:
@@ -599,7 +618,15 @@ class BaseArtifactStore(ABC):
                 f"the tree manifest of directory artifact {record.ref.key!r} in {self._uri} does not match "
                 f"its digest {record.ref.digest}; re-put the directory from its source"
             )
-        return parse_tree_manifest(manifest)
+        try:
+            entries = parse_tree_manifest(manifest)
+            _check_tree_paths(entries)
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise IntegrityError(
+                f"the tree manifest of directory artifact {record.ref.key!r} in {self._uri} is damaged ({exc}); "
+                "re-put the directory from its source"
+            ) from exc
+        return entries
 
     def _put_dir(
         self,
