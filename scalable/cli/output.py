@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -59,11 +59,12 @@ class Output:
     def progress(self, description: str, total: int | None) -> Iterator[Any]:
         """A progress bar on stderr that appears only if the work takes more than a second.
 
-        Yields a callback ``advance(n_bytes)``. Hidden with ``--quiet``, ``--json``, or when
+        Yields a callback ``advance(n_bytes)`` (with ``advance.set_total(n)`` for a total learnt
+        later, as a store reports it). Hidden with ``--quiet``, ``--json``, or when
         stderr is not a terminal.
         """
         if self.quiet or self.json_mode or not self.err.is_terminal:
-            yield lambda n: None
+            yield _Advance(lambda n: None, lambda total: None)
             return
         from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn, TransferSpeedColumn
 
@@ -87,7 +88,18 @@ class Output:
                 if time.monotonic() - started > 1.0:
                     bar.update(task, visible=True)
 
-            yield advance
+            yield _Advance(advance, lambda total: bar.update(task, total=total))
+
+
+class _Advance:
+    """What :meth:`Output.progress` yields: ``advance(n_bytes)``, and ``advance.set_total(n)`` once it is known."""
+
+    def __init__(self, advance: Callable[[int], None], set_total: Callable[[int | None], None]) -> None:
+        self._advance = advance
+        self.set_total = set_total
+
+    def __call__(self, n: int) -> None:
+        self._advance(n)
 
 
 __all__ = ["Output"]
