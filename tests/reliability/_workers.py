@@ -1,0 +1,215 @@
+"""Child-process entry points of the crash and concurrency tests, and how to start them cheaply.
+
+Children come from a ``forkserver`` that has imported scalable, s3fs and this module once:
+each child is a fork of that clean server (no threads, no open stores), so starting one
+costs milliseconds instead of a fresh interpreter's second, and a crash test can afford
+hundreds of kills. Everything a child needs (store URI, storage options, paths) travels
+as arguments, because the server's environment was fixed when it started.
+
+A child that does something the parent times announces it on its pipe (``"go"``) just
+before it starts, so the parent's random delay is measured from the start of the work.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing
+import os
+import random
+import time
+import traceback
+from multiprocessing.connection import Connection
+from multiprocessing.context import BaseContext
+from pathlib import Path
+from typing import Any
+
+import s3fs  # noqa: F401 - imported here so that the forkserver preloads it
+
+from scalable import build_artifact_store
+from scalable.cache import cacheable, configure_cache
+from scalable.errors import ArtifactNotFoundError
+from scalable.telemetry import JsonlStream
+from scalable.telemetry.events import Event
+
+_CONTEXT: BaseContext | None = None
+
+
+def context() -> BaseContext:
+    """The forkserver context children start from (created on first use)."""
+    global _CONTEXT
+    if _CONTEXT is None:
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload([__name__])
+        _CONTEXT = ctx
+    return _CONTEXT
+
+
+# ---------------------------------------------------------------------- crashes: stores
+def put_child(conn: Connection, uri: str, options: dict[str, Any], src: str, key: str) -> None:
+    """Put ``src`` at ``key`` of the store at ``uri`` (the parent kills this at a random moment)."""
+    store = build_artifact_store(uri, **options)
+    conn.send("go")
+    ref = store.put(src, key)
+    conn.send(("done", ref.digest))
+
+
+# ---------------------------------------------------------------------- crashes: cache
+def crash_value_bytes(n: int, size: int) -> bytes:
+    """The value :func:`crash_value` returns for ``n``: ``size`` bytes that depend on ``n``."""
+    return random.Random(n).randbytes(size)
+
+
+@cacheable
+def crash_value(n: int, size: int) -> dict[str, Any]:
+    """A cached result big enough that storing it takes a while (a kill lands inside the write)."""
+    data = crash_value_bytes(n, size)
+    return {"n": n, "sha": hashlib.sha256(data).hexdigest(), "data": data}
+
+
+def cache_child(
+    conn: Connection, local_dir: str, remote: str, remote_options: dict[str, Any], n: int, size: int
+) -> None:
+    """Call :func:`crash_value` with both tiers configured (the parent kills this at a random moment)."""
+    configure_cache(local_dir=local_dir, remote=remote, remote_options=remote_options, remote_backoff=0)
+    conn.send("go")
+    crash_value(n, size)
+    conn.send("done")
+
+
+# ---------------------------------------------------------------------- streams
+class Tick(Event):
+    """What the stream tests append: who wrote it, its number, and padding of a chosen size."""
+
+    writer: int
+    seq: int
+    pad: str = ""
+
+
+def stream_child(conn: Connection, path: str, writer: int, seed: int) -> None:
+    """Append ticks (some of them large, so a kill can land inside one write) until killed."""
+    rng = random.Random(seed)
+    stream = JsonlStream(path)
+    conn.send("go")
+    seq = 0
+    while True:
+        size = rng.choice((10, 100, 1000, 64 * 1024, 512 * 1024))
+        stream.write(Tick(event="test.tick", writer=writer, seq=seq, pad="x" * size))
+        seq += 1
+
+
+def append_worker(path: str, writer: int, count: int, start_at: float, seed: int) -> None:
+    """Append ``count`` ticks of varied sizes to ``path`` (one of several writers at once)."""
+    rng = random.Random(seed)
+    stream = JsonlStream(path)
+    _wait_until(start_at)
+    for seq in range(count):
+        size = rng.choice((0, 50, 500, 5000, 20000))
+        stream.write(Tick(event="test.tick", writer=writer, seq=seq, pad="y" * size))
+    stream.close()
+
+
+# ---------------------------------------------------------------------- concurrency: stores
+def make_payload(key: str, writer: int, seq: int, rng: random.Random) -> bytes:
+    """Bytes that name their key and writer on the first line, so a reader can tell whose they are."""
+    head = json.dumps({"key": key, "writer": writer, "seq": seq}).encode()
+    return head + b"\n" + rng.randbytes(rng.choice((0, 100, 4096, 65536, 300_000)))
+
+
+def check_payload(key: str, data: bytes) -> str | None:
+    """Why ``data`` cannot be a version of ``key`` that some writer wrote, or None if it can."""
+    head, sep, _ = data.partition(b"\n")
+    try:
+        doc = json.loads(head)
+    except ValueError:
+        return f"bytes of {key!r} do not start with a writer's header: {data[:60]!r}"
+    if not sep or doc.get("key") != key:
+        return f"bytes of {key!r} belong to {doc.get('key')!r}"
+    return None
+
+
+def mixed_worker(
+    uri: str, options: dict[str, Any], writer: int, ops: int, keys: list[str], dir_keys: list[str],
+    workdir: str, start_at: float, seed: int, result: str,
+) -> None:  # fmt: skip
+    """Put, get, overwrite and delete ``ops`` times at random over shared keys; write what happened as JSON.
+
+    Every read is verified by the store and its bytes must name their key. A read or delete of
+    a key that is not there (deleted concurrently) is legitimate; any other exception is a
+    failure. ``written`` lists each committed digest per key, so the parent can check the final
+    state.
+    """
+    rng = random.Random(seed)
+    store = build_artifact_store(uri, **options)
+    work = Path(workdir)
+    work.mkdir(parents=True, exist_ok=True)
+    written: dict[str, list[str]] = {}
+    read: dict[str, list[str]] = {}
+    counts = {"put": 0, "get": 0, "delete": 0, "absent": 0}
+    failures: list[str] = []
+    _wait_until(start_at)
+    for seq in range(ops):
+        key = rng.choice(keys + dir_keys)
+        roll = rng.random()
+        try:
+            if key in dir_keys:
+                if roll < 0.5:
+                    src = work / f"dir-{seq}"
+                    for i in range(3):
+                        (src / f"sub{i % 2}").mkdir(parents=True, exist_ok=True)
+                        (src / f"sub{i % 2}" / f"f{i}.bin").write_bytes(make_payload(key, writer, seq, rng))
+                    ref = store.put(src, key, pack=rng.random() < 0.5)
+                    written.setdefault(key, []).append(ref.digest)
+                    counts["put"] += 1
+                elif roll < 0.85:
+                    dest = work / f"got-{seq}"
+                    store.get(key, dest)
+                    counts["get"] += 1
+                    for f in sorted(p for p in dest.rglob("*") if p.is_file()):
+                        problem = check_payload(key, f.read_bytes())
+                        if problem:
+                            failures.append(problem)
+                else:
+                    store.delete(key)
+                    counts["delete"] += 1
+            elif roll < 0.35:
+                ref = store.put_bytes(make_payload(key, writer, seq, rng), key)
+                written.setdefault(key, []).append(ref.digest)
+                counts["put"] += 1
+            elif roll < 0.45:
+                src = work / f"file-{seq}"
+                src.write_bytes(make_payload(key, writer, seq, rng))
+                ref = store.put(src, key)
+                written.setdefault(key, []).append(ref.digest)
+                counts["put"] += 1
+            elif roll < 0.7:
+                data = store.get_bytes(key)
+                read.setdefault(key, []).append(hashlib.sha256(data).hexdigest())
+                counts["get"] += 1
+                problem = check_payload(key, data)
+                if problem:
+                    failures.append(problem)
+            elif roll < 0.85:
+                dest = work / f"got-{seq}.bin"
+                store.get(key, dest)
+                data = dest.read_bytes()
+                read.setdefault(key, []).append(hashlib.sha256(data).hexdigest())
+                counts["get"] += 1
+                problem = check_payload(key, data)
+                if problem:
+                    failures.append(problem)
+            else:
+                store.delete(key)
+                counts["delete"] += 1
+        except ArtifactNotFoundError:
+            counts["absent"] += 1
+        except Exception as exc:
+            failures.append(f"op {seq} on {key!r}: {type(exc).__name__}: {exc}\n{traceback.format_exc(limit=6)}")
+    doc = {"written": written, "read": read, "counts": counts, "failures": failures}
+    Path(result).write_text(json.dumps(doc))
+
+
+def _wait_until(start_at: float) -> None:
+    delay = start_at - time.time()
+    if delay > 0:
+        time.sleep(delay)
