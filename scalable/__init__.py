@@ -14,6 +14,7 @@ from scalable.artifacts import (
     register_artifact_store,
 )
 from scalable.cache import CacheInfo, CallInfo, cacheable, configure_cache
+from scalable.catalog import Catalog
 from scalable.errors import (
     AccessDeniedError,
     ArtifactKindError,
@@ -51,6 +52,7 @@ __all__ = [
     "CacheDirectoryError",
     "CacheInfo",
     "CallInfo",
+    "Catalog",
     "CatalogDamagedError",
     "CatalogError",
     "FormatError",

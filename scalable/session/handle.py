@@ -15,6 +15,7 @@ from typing import Any
 
 from scalable.artifacts.base import ArtifactStore, PathLike
 from scalable.artifacts.ref import ArtifactRef
+from scalable.catalog.feed import notify_recorded
 from scalable.errors import ArtifactNotFoundError, NoSessionError, SessionClosedError
 from scalable.session.relay import RelayStream
 from scalable.telemetry import ArtifactRecorded, JsonlStream
@@ -73,6 +74,7 @@ class SessionHandle:
         event = ArtifactRecorded.from_ref(ref, name=label, kind=kind, run_id=self.run_id, task=self.task)
         with self.stream(ARTIFACTS_STREAM) as stream:
             stream.write(event)
+        notify_recorded(event)  # in the session's own process: into the catalog at once
         return ref
 
 

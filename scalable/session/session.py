@@ -24,6 +24,7 @@ from scalable.artifacts.base import ArtifactStore, PathLike
 from scalable.artifacts.factory import build_artifact_store
 from scalable.artifacts.ref import ArtifactRef
 from scalable.artifacts.uris import redact_uri
+from scalable.catalog.feed import CatalogFeed
 from scalable.session.cachehook import prepare_process
 from scalable.session.handle import (
     ARTIFACTS_STREAM,
@@ -90,6 +91,8 @@ class ScalableSession:
                 )
             )
         self._token = activate(self.handle)
+        #: Adds the run and its artifacts to the catalog (``None`` with ``SCALABLE_CATALOG=off``).
+        self._catalog_feed = CatalogFeed.start(self.run_id, self.run_dir)
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -161,6 +164,8 @@ class ScalableSession:
             summary = self.summary()
             write_json_atomic(self.run_dir / "summary.json", summary)
             self._write_run_json(status=status, ended_at=datetime.now(timezone.utc).isoformat())
+            if self._catalog_feed is not None:
+                self._catalog_feed.close()
             self._copy_telemetry()
             deactivate(self._token)
 

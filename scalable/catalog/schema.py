@@ -1,0 +1,130 @@
+"""The catalog's SQLite schema: two tables, their indexes, and the version that guards them.
+
+``artifacts`` holds one row per recording: a run (``run_id``) recorded the bytes with
+``digest`` at ``key`` in ``store``. A second recording of the same bytes at the same key in
+the same run keeps the earliest one. A committed artifact that no run recorded has one row
+with ``run_id`` NULL (added by a rebuild). ``runs`` holds one row per run, from its
+``run.json`` and ``summary.json``.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+#: Bumped when a table changes; an older catalog file is dropped and rebuilt, never migrated.
+SCHEMA_VERSION = 1
+
+ARTIFACT_COLUMNS = (
+    "store",
+    "key",
+    "uri",
+    "kind",
+    "artifact_kind",
+    "digest",
+    "size_bytes",
+    "created_at",
+    "run_id",
+    "task",
+    "name",
+    "metadata",
+)
+
+RUN_COLUMNS = (
+    "run_id",
+    "status",
+    "started_at",
+    "ended_at",
+    "target",
+    "store",
+    "host",
+    "user",
+    "git_commit",
+    "tasks",
+    "cache_hit_rate",
+    "run_json",
+    "summary_json",
+)
+
+TABLES = """
+CREATE TABLE IF NOT EXISTS artifacts (
+    id            INTEGER PRIMARY KEY,
+    store         TEXT NOT NULL,
+    key           TEXT NOT NULL,
+    uri           TEXT NOT NULL,
+    kind          TEXT,
+    artifact_kind TEXT,
+    digest        TEXT NOT NULL,
+    size_bytes    INTEGER NOT NULL,
+    created_at    TEXT NOT NULL,
+    run_id        TEXT,
+    task          TEXT,
+    name          TEXT,
+    metadata      TEXT NOT NULL DEFAULT '{}'
+);
+CREATE TABLE IF NOT EXISTS runs (
+    run_id         TEXT PRIMARY KEY,
+    status         TEXT,
+    started_at     TEXT,
+    ended_at       TEXT,
+    target         TEXT,
+    store          TEXT,
+    host           TEXT,
+    user           TEXT,
+    git_commit     TEXT,
+    tasks          INTEGER,
+    cache_hit_rate REAL,
+    run_json       TEXT NOT NULL,
+    summary_json   TEXT
+);
+"""
+
+#: The unique index every insert relies on (a recording is identified by store, key, digest and run).
+IDENTITY_INDEX = (
+    "CREATE UNIQUE INDEX IF NOT EXISTS artifacts_identity ON artifacts(store, key, digest, ifnull(run_id, ''))"
+)
+
+#: Query indexes: each query of :mod:`scalable.catalog.query` is answered from one of them.
+QUERY_INDEXES = (
+    "CREATE INDEX IF NOT EXISTS artifacts_run ON artifacts(run_id, created_at)",
+    "CREATE INDEX IF NOT EXISTS artifacts_digest ON artifacts(digest)",
+    "CREATE INDEX IF NOT EXISTS artifacts_name ON artifacts(name)",
+    "CREATE INDEX IF NOT EXISTS artifacts_task ON artifacts(task)",
+    "CREATE INDEX IF NOT EXISTS artifacts_kind ON artifacts(kind, created_at)",
+    "CREATE INDEX IF NOT EXISTS artifacts_created ON artifacts(created_at)",
+    "CREATE INDEX IF NOT EXISTS runs_started ON runs(started_at)",
+)
+
+_INDEX_NAMES = ("artifacts_run", "artifacts_digest", "artifacts_name", "artifacts_task", "artifacts_kind",
+                "artifacts_created", "runs_started")
+
+
+def create(conn: sqlite3.Connection) -> None:
+    """Create the tables and indexes if missing, and stamp the schema version."""
+    for statement in TABLES.split(";"):
+        if statement.strip():
+            conn.execute(statement)  # not executescript: it would commit the caller's transaction
+    conn.execute(IDENTITY_INDEX)
+    create_query_indexes(conn)
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+
+def create_query_indexes(conn: sqlite3.Connection) -> None:
+    """Create the query indexes (after a bulk load, building them once is faster than updating them per row)."""
+    for statement in QUERY_INDEXES:
+        conn.execute(statement)
+
+
+def drop_query_indexes(conn: sqlite3.Connection) -> None:
+    """Drop the query indexes before a bulk load; :func:`create_query_indexes` puts them back."""
+    for name in _INDEX_NAMES:
+        conn.execute(f"DROP INDEX IF EXISTS {name}")
+
+
+def drop(conn: sqlite3.Connection) -> None:
+    """Drop both tables (a catalog from another schema version is rebuilt, not migrated)."""
+    conn.execute("DROP TABLE IF EXISTS artifacts")
+    conn.execute("DROP TABLE IF EXISTS runs")
+
+
+__all__ = ["ARTIFACT_COLUMNS", "RUN_COLUMNS", "SCHEMA_VERSION", "create", "create_query_indexes",
+           "drop", "drop_query_indexes"]
