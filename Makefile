@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip install --disable-pip-version-check -q
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test stress lint bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,10 @@ demo: $(VENV)/.installed
 test: $(VENV)/.test-installed
 	$(VENV)/bin/ruff check scalable tests bench examples
 	SCALABLE_DIGEST_CACHE=off $(PY) -m pytest
+
+# The reliability suite at the issue's counts (long: see tests/reliability/); prints the table of figures.
+stress: $(VENV)/.test-installed
+	SCALABLE_STRESS=1 SCALABLE_DIGEST_CACHE=off $(PY) -m pytest tests/reliability -q -p no:randomly --timeout=0
 
 lint: $(VENV)/.test-installed
 	$(VENV)/bin/ruff check scalable tests bench examples
