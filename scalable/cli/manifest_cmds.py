@@ -1,1 +1,74 @@
-"""Placeholder: filled by its own change."""
+"""``scalable validate [MANIFEST]`` and ``scalable schema``: check a ``scalable.yaml``, print its JSON schema."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from scalable.cli.app import EXIT_FAILURE, app
+from scalable.cli.output import Output
+from scalable.cli.store_cmds import Json
+
+
+@app.command()
+def validate(
+    manifest: Annotated[
+        str | None,
+        typer.Argument(help="The manifest (default: $SCALABLE_MANIFEST, else ./scalable.yaml).", show_default=False),
+    ] = None,
+    json_mode: Json = False,
+) -> None:
+    """Load and validate a manifest, with the environment it would run in; print ok or every problem.
+
+    A problem is printed as file:line: field: message; the exit code is then 1.
+    """
+    from scalable.errors import ManifestError, ManifestNotFoundError, ManifestProblem
+    from scalable.manifest import resolve_settings
+
+    out = Output(json_mode=json_mode)
+    try:
+        if manifest is None and _no_default_manifest():
+            raise ManifestNotFoundError(
+                None,
+                [
+                    ManifestProblem(
+                        None,
+                        None,
+                        "nothing to validate: ./scalable.yaml does not exist and SCALABLE_MANIFEST is not set; "
+                        "give a path (scalable validate path/to/scalable.yaml)",
+                    )
+                ],
+            )
+        settings = resolve_settings(manifest)
+    except ManifestError as exc:
+        if not json_mode:
+            raise
+        problems = [{"line": p.line, "field": p.field, "message": p.message} for p in exc.problems]
+        out.json({"ok": False, "path": exc.source, "problems": problems})
+        raise typer.Exit(EXIT_FAILURE) from None
+    path = str(settings.manifest_path)
+    if json_mode:
+        out.json({"ok": True, "path": path, "targets": sorted({*settings.manifest.targets, "local"})})
+    else:
+        out.result(f"ok: {path}")
+
+
+def _no_default_manifest() -> bool:
+    import os
+    from pathlib import Path
+
+    from scalable.manifest.load import DEFAULT_MANIFEST
+
+    return not os.environ.get("SCALABLE_MANIFEST") and not Path(DEFAULT_MANIFEST).is_file()
+
+
+@app.command()
+def schema() -> None:
+    """Print the JSON schema of scalable.yaml (for editors and CI checks)."""
+    import scalable
+
+    Output().json(scalable.json_schema())
+
+
+__all__ = ["schema", "validate"]
