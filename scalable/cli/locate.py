@@ -68,7 +68,9 @@ def parse_artifact_uri(text: str) -> tuple[str, str]:
         if protocol is None:
             broken = _BROKEN_SCHEME.match(store)
             if broken and len(broken.group(1)) > 1:  # one letter: a Windows drive (C:\...)
-                raise _bad(text, f"{broken.group(1)!r} looks like a scheme without '://' (write {broken.group(1)}://...)")
+                raise _bad(
+                    text, f"{broken.group(1)!r} looks like a scheme without '://' (write {broken.group(1)}://...)"
+                )
         elif protocol not in _LOCAL and not rest.strip("/"):
             raise _bad(text, f"the {protocol}:// URI names no bucket or container")
     if key:

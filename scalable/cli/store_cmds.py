@@ -270,9 +270,7 @@ def rm(
 
 @app.command()
 def verify(
-    uri: Annotated[
-        str, typer.Argument(callback=check_uri, help="STORE, STORE#PREFIX, STORE#KEY, or #PREFIX.")
-    ] = "#",
+    uri: Annotated[str, typer.Argument(callback=check_uri, help="STORE, STORE#PREFIX, STORE#KEY, or #PREFIX.")] = "#",
     json_mode: Json = False,
     quiet: Quiet = False,
 ) -> None:
