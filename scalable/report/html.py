@@ -1,0 +1,171 @@
+"""A :class:`~scalable.report.data.RunReport` rendered as one self-contained HTML file.
+
+The page needs nothing but itself: CSS is inline, the timeline and the hit-rate bar are
+inline SVG laid out here in Python, and there is no JavaScript at all. A
+Content-Security-Policy in the page forbids scripts and every network request, so the
+report opens the same offline, from a mail attachment or from a bucket. Every string
+from telemetry (task names, keys, error messages are user data) goes through Jinja2's
+autoescaping.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from importlib import resources
+
+import jinja2
+from rich.filesize import decimal
+
+import scalable
+from scalable.report.data import OUTCOMES, RunReport, TaskRow
+
+#: Timeline geometry, in SVG user units (pixels at 100 % zoom).
+WIDTH = 1000
+LABEL_W = 230
+BAR_X0 = 240
+BAR_W = WIDTH - BAR_X0 - 12
+AXIS_H = 26
+ROW_H = 16
+BAR_H = 11
+#: Task labels longer than this are cut (the full id is in the bar's tooltip).
+LABEL_CHARS = 34
+
+OUTCOME_LABELS = {
+    "hit": "finished, cache hit",
+    "computed": "finished, computed",
+    "failed": "failed",
+    "unfinished": "never finished",
+}
+
+
+@dataclass(frozen=True)
+class Bar:
+    """One task's row in the timeline."""
+
+    task: str
+    label: str
+    outcome: str
+    y: float
+    x: float
+    width: float
+    tooltip: str
+
+
+@dataclass(frozen=True)
+class Tick:
+    """A vertical grid line on the time axis, with its label."""
+
+    x: float
+    label: str
+
+
+def human_seconds(seconds: float | None) -> str:
+    """``0.42 s``, ``12.3 s``, ``4 min 05 s``, ``2 h 03 min``; ``—`` for unknown."""
+    if seconds is None:
+        return "—"
+    if seconds < 10:
+        return f"{seconds:.2f} s"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, secs = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"{minutes} min {secs:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
+
+
+def human_bytes(size: int) -> str:
+    """A size for people (decimal units, as rich prints them): ``1.2 kB``."""
+    return str(decimal(size))
+
+
+def _tick_step(span: float) -> float:
+    """A round step (1, 2 or 5 times a power of ten) giving at most about eight ticks."""
+    raw = span / 8 if span > 0 else 1.0
+    power = 10 ** math.floor(math.log10(raw))
+    return next(m * power for m in (1, 2, 5, 10) if m * power >= raw)
+
+
+def _tooltip(row: TaskRow) -> str:
+    lines = [row.task]
+    if row.function:
+        lines.append(f"function: {row.function}")
+    if row.worker:
+        lines.append(f"worker: {row.worker}")
+    lines.append(f"start +{human_seconds(row.start_s)}, ran {human_seconds(row.duration_s)}")
+    lines.append(f"outcome: {OUTCOME_LABELS[row.outcome]}")
+    if row.cache_hits or row.cache_misses:
+        lines.append(f"cache: {row.cache_hits} hit(s), {row.cache_misses} miss(es)")
+    if row.error_type:
+        lines.append(f"error: {row.error_type}: {row.error or ''}")
+    return "\n".join(lines)
+
+
+def timeline(report: RunReport) -> tuple[list[Bar], list[Tick], float]:
+    """The bars, the axis ticks and the height of the timeline SVG."""
+    span = report.span_s or 1.0
+    scale = BAR_W / span
+    bars = []
+    for i, row in enumerate(report.tasks):
+        label = row.task if len(row.task) <= LABEL_CHARS else row.task[: LABEL_CHARS - 1] + "…"
+        bars.append(
+            Bar(
+                task=row.task,
+                label=label,
+                outcome=row.outcome,
+                y=AXIS_H + i * ROW_H,
+                x=round(BAR_X0 + row.start_s * scale, 2),
+                width=round(max(2.0, (row.end_s - row.start_s) * scale), 2),
+                tooltip=_tooltip(row),
+            )
+        )
+    step = _tick_step(span)
+    ticks = [
+        Tick(x=round(BAR_X0 + n * step * scale, 2), label=human_seconds(n * step))
+        for n in range(int(span / step) + 1)
+    ]
+    return bars, ticks, AXIS_H + len(bars) * ROW_H + 4
+
+
+def _environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FunctionLoader(
+            lambda name: resources.files("scalable.report").joinpath(name).read_text(encoding="utf-8")
+        ),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["bytes"] = human_bytes
+    env.filters["seconds"] = human_seconds
+    return env
+
+
+def render_html(report: RunReport) -> str:
+    """The report as one HTML document (a string), with no external resources."""
+    bars, ticks, height = timeline(report)
+    rate = report.cache.hit_rate
+    return (
+        _environment()
+        .get_template("report.html.j2")
+        .render(
+            report=report,
+            bars=bars,
+            ticks=ticks,
+            height=height,
+            width=WIDTH,
+            geometry={"label_w": LABEL_W, "bar_x0": BAR_X0, "bar_w": BAR_W, "axis_h": AXIS_H, "bar_h": BAR_H},
+            outcomes=[(o, OUTCOME_LABELS[o], sum(1 for b in bars if b.outcome == o)) for o in OUTCOMES],
+            hit_rate=rate,
+            hit_rate_text="n/a" if rate is None else f"{rate * 100:.1f}%",
+            failed=[t for t in report.tasks if t.outcome in ("failed", "unfinished")],
+            generated_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            version=scalable.__version__,
+        )
+    )
+
+
+__all__ = ["Bar", "Tick", "human_bytes", "human_seconds", "render_html", "timeline"]
