@@ -260,7 +260,7 @@ class Catalog:
         """
         with self._lock:
             if run is not None:
-                run = query.resolve_run(self._conn, run, str(self.path))
+                run = query.resolve_run(self._conn, run, str(self.path), recorded=True)
             return query.find_artifacts(self._conn, run=run, task=task, kind=kind, name=name, digest=digest,
                                         store=store, key=key, since=since, until=until, limit=limit)
 

@@ -103,13 +103,16 @@ def list_runs(conn: sqlite3.Connection, *, limit: int | None = None) -> list[tup
     return [(RunRow(*row[:-1]), int(row[-1])) for row in conn.execute(sql, args)]
 
 
-def resolve_run(conn: sqlite3.Connection, run: str, where: str) -> str:
+def resolve_run(conn: sqlite3.Connection, run: str, where: str, *, recorded: bool = False) -> str:
     """The run id that ``run`` names: the id itself, or a prefix of exactly one id.
 
-    Raises :class:`~scalable.errors.RunNotFoundError` if none matches, or listing the
-    candidates if more than one does.
+    With ``recorded``, an id that only artifacts name (their run's telemetry was not
+    found) counts too. Raises :class:`~scalable.errors.RunNotFoundError` if none matches,
+    or listing the candidates if more than one does.
     """
     if conn.execute("SELECT 1 FROM runs WHERE run_id = ?", (run,)).fetchone():
+        return run
+    if recorded and conn.execute("SELECT 1 FROM artifacts WHERE run_id = ? LIMIT 1", (run,)).fetchone():
         return run
     candidates: Sequence[str] = []
     if run:
