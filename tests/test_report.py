@@ -367,17 +367,28 @@ def write_synthetic_run(run_dir: Path, n_tasks: int, *, with_run_json: bool = Tr
             hit = i % 4 != 0
             lines.append(
                 TaskFinished(
-                    **common, timestamp=end, duration_s=0.08, cache="hit" if hit else "miss",
-                    cache_hits=int(hit), cache_misses=int(not hit),
+                    **common,
+                    timestamp=end,
+                    duration_s=0.08,
+                    cache="hit" if hit else "miss",
+                    cache_hits=int(hit),
+                    cache_misses=int(not hit),
                 )
             )
     ended = t0 + timedelta(seconds=1 + n_tasks * 0.05)
-    lines.append(RunFinished(run_id=run_id, timestamp=ended, status="finished", duration_s=(ended - t0).total_seconds()))
+    lines.append(
+        RunFinished(run_id=run_id, timestamp=ended, status="finished", duration_s=(ended - t0).total_seconds())
+    )
     (run_dir / "tasks.jsonl").write_bytes(b"".join(encode_event(e) for e in lines))
     artifacts = [
         ArtifactRecorded(
-            run_id=run_id, name=f"out-{i}.nc", uri=f"file:///store/runs/{run_id}/out-{i}.nc",
-            key=f"runs/{run_id}/out-{i}.nc", artifact_kind="file", digest="sha256:" + f"{i:064x}", size_bytes=10**i,
+            run_id=run_id,
+            name=f"out-{i}.nc",
+            uri=f"file:///store/runs/{run_id}/out-{i}.nc",
+            key=f"runs/{run_id}/out-{i}.nc",
+            artifact_kind="file",
+            digest="sha256:" + f"{i:064x}",
+            size_bytes=10**i,
         )
         for i in range(3)
     ]

@@ -30,7 +30,9 @@ def default_output(run_dir: Path, run_id: str) -> Path:
 
 @app.command()
 def report(
-    run: Annotated[str, typer.Argument(help="A run id, a unique prefix of one, or a run directory's path.")],
+    run: Annotated[
+        str, typer.Argument(metavar="RUN", help="A run id, a unique prefix of one, or a run directory's path.")
+    ],
     output: Annotated[
         Path | None,
         typer.Option(

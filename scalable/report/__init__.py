@@ -31,7 +31,8 @@ session copies its telemetry (see :func:`scalable.session.locate.locate_run`).
 The file needs nothing but itself: inline CSS and inline SVG, no JavaScript, no fonts or
 images from elsewhere, and a Content-Security-Policy that forbids scripts and network
 requests. Every string from telemetry is HTML-escaped. A run of 2,000 tasks gives a file of
-about a megabyte that browsers open at once.
+about 830 kB (one SVG row per task); headless Chromium loads it 1 to 3 s slower than a
+12-task report on a busy two-core machine.
 
 Where ``scalable report`` writes: ``-o FILE`` if given; else ``report.html`` in the run
 directory when the run was found on this machine; else (a run downloaded from the store)

@@ -25,7 +25,7 @@ from scalable.report.data import OUTCOMES, RunReport, TaskRow
 WIDTH = 1000
 LABEL_W = 230
 BAR_X0 = 240
-BAR_W = WIDTH - BAR_X0 - 12
+BAR_W = WIDTH - BAR_X0 - 32
 AXIS_H = 26
 ROW_H = 16
 BAR_H = 11
@@ -123,8 +123,7 @@ def timeline(report: RunReport) -> tuple[list[Bar], list[Tick], float]:
         )
     step = _tick_step(span)
     ticks = [
-        Tick(x=round(BAR_X0 + n * step * scale, 2), label=human_seconds(n * step))
-        for n in range(int(span / step) + 1)
+        Tick(x=round(BAR_X0 + n * step * scale, 2), label=human_seconds(n * step)) for n in range(int(span / step) + 1)
     ]
     return bars, ticks, AXIS_H + len(bars) * ROW_H + 4
 

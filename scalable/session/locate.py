@@ -70,9 +70,7 @@ def _in_runs_dir(run: str, runs_dir: Path) -> Path | None:
 def _in_store(run: str, store: ArtifactStore) -> Path | None:
     """The run's telemetry downloaded from ``store``, or ``None`` if the store has no such run."""
     keys = store.list_artifacts(f"runs/{run}")
-    run_ids = sorted(
-        {k.split("/")[1] for k in keys if len(k.split("/")) == 4 and k.split("/")[2] == "telemetry"}
-    )
+    run_ids = sorted({k.split("/")[1] for k in keys if len(k.split("/")) == 4 and k.split("/")[2] == "telemetry"})
     if not run_ids:
         return None
     if run in run_ids:
