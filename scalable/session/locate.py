@@ -124,6 +124,8 @@ def locate_run(
     looked = [f"runs directory {runs}"]
     if as_path.exists():
         looked.insert(0, f"path {as_path} (a {'directory' if as_path.is_dir() else 'file'} without run.json)")
+    elif "/" in text or os.sep in text:
+        looked.insert(0, f"path {as_path} (does not exist)")
     found = _in_runs_dir(text, runs)
     if found is not None:
         return found
@@ -147,8 +149,8 @@ def locate_run(
             return found
         looked.append(store_note)
     raise RunNotFoundError(
-        f"no run {text!r}: looked in {'; '.join(looked)}. Pass a run id or a unique prefix from "
-        f"{runs} (ls {runs}), a run directory's path, or set SCALABLE_RUNS_DIR / SCALABLE_DEFAULT_STORAGE"
+        f"no run {text!r}: looked in {'; '.join(looked)}. Give a run id or a unique prefix of one "
+        f"(ls {runs}) or a run directory's path; SCALABLE_RUNS_DIR and SCALABLE_DEFAULT_STORAGE choose where to look"
     )
 
 
