@@ -125,6 +125,10 @@ class CatalogDamagedError(CatalogError):
     """The catalog file is not a readable SQLite database; ``scalable reindex`` rebuilds it."""
 
 
+class ReportError(ScalableError, OSError):
+    """A run report cannot be written where it was asked to go (a read-only run directory, a full disk)."""
+
+
 __all__ = [
     "AccessDeniedError",
     "ArtifactKindError",
@@ -141,6 +145,7 @@ __all__ = [
     "ManifestNotFoundError",
     "ManifestProblem",
     "NoSessionError",
+    "ReportError",
     "RunNotFoundError",
     "ScalableError",
     "SessionClosedError",
