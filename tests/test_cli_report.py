@@ -84,6 +84,15 @@ def test_bad_run_is_one_line_and_exit_1(
     assert out == "" and err.startswith(expected) and err.count("\n") == 1 and "Traceback" not in err
 
 
+def test_unwritable_output_is_one_line_and_exit_1(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (project / "a-file").write_text("not a folder")
+    assert main(["report", RUN_ID, "-o", "a-file/report.html"]) == 1
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1
+    assert err.startswith(f"error: cannot write the report of run {RUN_ID} to {project / 'a-file' / 'report.html'}: ")
+    assert err.rstrip().endswith("write it elsewhere (scalable report RUN -o FILE)")
+
+
 def test_real_command_line(project: Path) -> None:
     env = {**os.environ, "SCALABLE_DIGEST_CACHE": "off"}
     ok = subprocess.run(

@@ -177,6 +177,25 @@ def render(run_dir: Path, tmp_path: Path, name: str = "report") -> tuple[Path, D
     return out, Dom(dump_dom(out, tmp_path))
 
 
+def test_missing_chromium_skips_or_fails_as_the_servers_do(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    monkeypatch.setattr(os, "access", lambda path, mode: False)
+
+    def outcome() -> BaseException:
+        try:
+            chromium_binary()
+        except BaseException as exc:  # skip and fail are BaseExceptions: catch them to look at them
+            return exc
+        raise AssertionError("chromium_binary() returned without chromium")
+
+    monkeypatch.delenv(REQUIRED_ENV, raising=False)
+    skipped = outcome()
+    assert type(skipped) is pytest.skip.Exception and "chromium is not installed" in str(skipped)
+    monkeypatch.setenv(REQUIRED_ENV, "1")
+    failed = outcome()
+    assert type(failed) is pytest.fail.Exception and f"{REQUIRED_ENV} is set, so this is a failure" in str(failed)
+
+
 # ---------------------------------------------------------------------------- a real run
 
 

@@ -45,6 +45,7 @@ import os
 import uuid
 from pathlib import Path
 
+from scalable.errors import ReportError
 from scalable.report.data import ArtifactRow, CacheStats, RunReport, TaskRow, load_run_report
 from scalable.report.html import render_html
 
@@ -58,23 +59,35 @@ def build_run_report(run_dir: str | os.PathLike[str]) -> str:
 
 
 def write_report(report: RunReport, out_path: str | os.PathLike[str]) -> Path:
-    """Render ``report`` and write it to ``out_path`` (whole or not at all); return its absolute path."""
+    """Render ``report`` and write it to ``out_path`` (whole or not at all); return its absolute path.
+
+    Raises :class:`~scalable.errors.ReportError` if the file cannot be written there.
+    """
     html = render_html(report)
     out = Path(out_path).expanduser().absolute()
-    out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.{uuid.uuid4().hex[:8]}.tmp")
     try:
+        out.parent.mkdir(parents=True, exist_ok=True)
         tmp.write_text(html, encoding="utf-8")
         os.replace(tmp, out)
+    except OSError as exc:
+        raise ReportError(
+            f"cannot write the report of run {report.run_id} to {out}: {exc.strerror or exc}; "
+            "write it elsewhere (scalable report RUN -o FILE)"
+        ) from None
     finally:
-        tmp.unlink(missing_ok=True)
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
     return out
 
 
 def write_run_report(run_dir: str | os.PathLike[str], out_path: str | os.PathLike[str]) -> Path:
     """Write the HTML report of the run in ``run_dir`` to ``out_path``; return the file's absolute path.
 
-    Raises :class:`~scalable.errors.RunNotFoundError` if ``run_dir`` is not a run directory.
+    Raises :class:`~scalable.errors.RunNotFoundError` if ``run_dir`` is not a run directory,
+    :class:`~scalable.errors.ReportError` if the file cannot be written there.
     """
     return write_report(load_run_report(Path(run_dir)), out_path)
 
