@@ -17,6 +17,7 @@ from scalable.cache import CacheInfo, CallInfo, cacheable, configure_cache
 from scalable.catalog import Catalog
 from scalable.errors import (
     AccessDeniedError,
+    ArtifactChangingError,
     ArtifactKindError,
     ArtifactNotFoundError,
     BucketNotFoundError,
@@ -43,6 +44,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AccessDeniedError",
+    "ArtifactChangingError",
     "ArtifactKind",
     "ArtifactKindError",
     "ArtifactNotFoundError",

@@ -36,6 +36,10 @@ class IntegrityError(ScalableError):
     """Stored bytes do not match the digest recorded when the artifact was committed."""
 
 
+class ArtifactChangingError(ScalableError):
+    """An artifact was overwritten again and again while it was read, so no whole version could be read."""
+
+
 class UnsupportedURIError(ScalableError, ValueError):
     """A URI's scheme is unknown, or its driver (an optional extra) is not installed."""
 
@@ -131,6 +135,7 @@ class ReportError(ScalableError, OSError):
 
 __all__ = [
     "AccessDeniedError",
+    "ArtifactChangingError",
     "ArtifactKindError",
     "ArtifactNotFoundError",
     "BucketNotFoundError",

@@ -56,6 +56,7 @@ from scalable.artifacts.keys import ancestors, validate_key, validate_prefix
 from scalable.artifacts.ref import ArtifactKind, ArtifactRef
 from scalable.artifacts.transfer import LocalFileWriter, RangeReader, VerifyingReader, buffered, copy_hashing
 from scalable.errors import (
+    ArtifactChangingError,
     ArtifactKindError,
     ArtifactNotFoundError,
     IntegrityError,
@@ -432,9 +433,16 @@ class BaseArtifactStore(ABC):
             )
         return record
 
+    #: How many versions a read follows when concurrent overwrites keep removing the one it reads.
+    read_attempts = 10
+
     def _with_current(self, record: RefRecord, action: Callable[[RefRecord], T]) -> T:
-        """Run ``action``; if the object vanished under it (a concurrent overwrite), re-read the ref."""
-        for _ in range(3):
+        """Run ``action``; if the object vanished under it (a concurrent overwrite), re-read the ref.
+
+        A read that loses to overwrites :attr:`read_attempts` times in a row raises
+        ``ArtifactChangingError``, never the backend's bare ``FileNotFoundError``.
+        """
+        for _ in range(self.read_attempts):
             try:
                 return action(record)
             except ArtifactNotFoundError:
@@ -451,7 +459,10 @@ class BaseArtifactStore(ABC):
                         "ref is committed; re-put it from its source, or delete it"
                     ) from None
                 record = latest
-        return action(record)
+        raise ArtifactChangingError(
+            f"artifact {record.ref.key!r} in {self._uri} was overwritten {self.read_attempts} times while it "
+            "was read, so no whole version could be read; read it again once the writers pause"
+        )
 
     def _check_conflicts(self, key: str) -> None:
         for parent in ancestors(key):
