@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip install --disable-pip-version-check -q
 
-.PHONY: demo test stress lint bench clean
+.PHONY: demo test stress lint bench docs clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,6 +15,11 @@ $(VENV)/.test-installed: pyproject.toml scripts/install-test-servers.sh
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) -e ".[test]"
 	bash scripts/install-test-servers.sh
+	touch $(VENV)/.installed $@
+
+$(VENV)/.docs-installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) -e ".[docs]"
 	touch $(VENV)/.installed $@
 
 demo: $(VENV)/.installed
@@ -42,5 +47,10 @@ bench: $(VENV)/.test-installed
 	$(PY) bench/bench_cache.py
 	$(PY) bench/bench_telemetry.py
 
+# The Sphinx site in docs/_build/html; any warning fails. The CLI, manifest and event references are generated
+# from the code at build time; tests/test_docs.py builds it too and runs every example in it.
+docs: $(VENV)/.docs-installed
+	$(PY) -m sphinx -W --keep-going -b html docs docs/_build/html
+
 clean:
-	rm -rf $(VENV) artifacts .scalable .pytest_cache .ruff_cache
+	rm -rf $(VENV) artifacts .scalable .pytest_cache .ruff_cache docs/_build
