@@ -494,3 +494,9 @@ def test_help_version_and_usage_exit_codes(cli: Cli) -> None:
     assert cli("no-such-command").code == 2
     r = cli("get", "./st#a")  # DEST missing
     assert r.code == 2 and "Missing argument" in r.err
+
+
+def test_a_malformed_cache_variable_is_one_line(cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SCALABLE_CACHE_SIZE_LIMIT", "huge")
+    r = cli("cache", "info")
+    assert r.code == 1 and "SCALABLE_CACHE_SIZE_LIMIT='huge' is not a size" in one_error_line(r.err)

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
-from scalable.cli.app import app
+from scalable.cli.app import EXIT_FAILURE, app
 from scalable.cli.output import Output
 from scalable.cli.store_cmds import Json, Quiet, confirm_or_exit, human_size
 
@@ -73,7 +73,11 @@ def _where() -> dict[str, Any]:
     from scalable.manifest import resolve_settings
 
     settings = resolve_settings()
-    limits = cache_settings()
+    try:
+        limits = cache_settings()
+    except ValueError as exc:  # a malformed SCALABLE_CACHE_* variable; the message names it
+        Output().error(str(exc))
+        raise typer.Exit(EXIT_FAILURE) from None
     return {
         "local_dir": str(settings.local_cache),
         "local_dir_source": _origin(settings.sources["local_cache"]),
