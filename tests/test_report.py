@@ -430,6 +430,8 @@ def test_two_thousand_tasks_stay_small_and_render(tmp_path: Path) -> None:
     assert len(dom.select("rect", "bar")) == 2000
     xs = [float(r.attrs["x"]) for r in dom.select("rect", "bar")]
     assert xs == sorted(xs) and xs[0] >= BAR_X0 and max(xs) <= WIDTH  # later tasks further right
+    ticks = [[c.text for c in dom.children(t) if c.tag == "text"] for t in dom.select("g", "tick")]
+    assert ticks[0] == ["0", "0"] and ticks[-1][0] == ticks[-1][1]  # the time axis, repeated at the foot
     finished = [i for i in range(2000) if i % 50 != 49]
     hits = sum(1 for i in finished if i % 4 != 0)
     assert dom.by_id("hit-rate").text == f"{hits / len(finished) * 100:.1f}%"

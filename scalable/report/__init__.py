@@ -1,5 +1,7 @@
 """Run reports: one self-contained HTML file that shows what a run did.
 
+From Python::
+
     from scalable.report import write_run_report
 
     path = write_run_report(".scalable/runs/20261123T231500Z-3f2a1b", "report.html")

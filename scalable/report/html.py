@@ -29,6 +29,8 @@ BAR_W = WIDTH - BAR_X0 - 32
 AXIS_H = 26
 ROW_H = 16
 BAR_H = 11
+#: A timeline with more rows than this repeats the time axis at its foot.
+BOTTOM_AXIS_ROWS = 40
 #: Task labels longer than this are cut (the full id is in the bar's tooltip).
 LABEL_CHARS = 34
 
@@ -123,9 +125,24 @@ def timeline(report: RunReport) -> tuple[list[Bar], list[Tick], float]:
         )
     step = _tick_step(span)
     ticks = [
-        Tick(x=round(BAR_X0 + n * step * scale, 2), label=human_seconds(n * step)) for n in range(int(span / step) + 1)
+        Tick(x=round(BAR_X0 + n * step * scale, 2), label=_tick_label(n * step)) for n in range(int(span / step) + 1)
     ]
-    return bars, ticks, AXIS_H + len(bars) * ROW_H + 4
+    height = rows_end(len(bars))
+    return bars, ticks, height + (AXIS_H if len(bars) > BOTTOM_AXIS_ROWS else 0)
+
+
+def rows_end(n_rows: int) -> float:
+    """Where the task rows of the timeline end (the foot axis goes below, when there is one)."""
+    return AXIS_H + n_rows * ROW_H + 4
+
+
+def _tick_label(seconds: float) -> str:
+    """Axis labels: ``0``, ``0.05 s``, ``20 s``, ``1 min 40 s``."""
+    if seconds == 0:
+        return "0"
+    if seconds < 60:
+        return f"{round(seconds, 6):g} s"
+    return human_seconds(seconds)
 
 
 def _environment() -> jinja2.Environment:
@@ -156,7 +173,14 @@ def render_html(report: RunReport) -> str:
             ticks=ticks,
             height=height,
             width=WIDTH,
-            geometry={"label_w": LABEL_W, "bar_x0": BAR_X0, "bar_w": BAR_W, "axis_h": AXIS_H, "bar_h": BAR_H},
+            geometry={
+                "label_w": LABEL_W,
+                "bar_x0": BAR_X0,
+                "axis_h": AXIS_H,
+                "bar_h": BAR_H,
+                "rows_end": rows_end(len(bars)),
+                "bottom_axis": len(bars) > BOTTOM_AXIS_ROWS,
+            },
             outcomes=[(o, OUTCOME_LABELS[o], sum(1 for b in bars if b.outcome == o)) for o in OUTCOMES],
             hit_rate=rate,
             hit_rate_text="n/a" if rate is None else f"{rate * 100:.1f}%",

@@ -1,5 +1,7 @@
 """Finding a run from what a user types: a run directory's path, a run id, or a unique prefix of one.
 
+::
+
     run_dir = locate_run("20261123T2315")          # a prefix is enough when it is unique
     run_dir = locate_run(".scalable/runs/20261123T231500Z-3f2a1b")
 
