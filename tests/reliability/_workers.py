@@ -144,6 +144,7 @@ def mixed_worker(
     work.mkdir(parents=True, exist_ok=True)
     written: dict[str, list[str]] = {}
     read: dict[str, list[str]] = {}
+    last: dict[str, bytes] = {}
     counts = {"put": 0, "get": 0, "delete": 0, "absent": 0}
     failures: list[str] = []
     _wait_until(start_at)
@@ -172,7 +173,14 @@ def mixed_worker(
                     store.delete(key)
                     counts["delete"] += 1
             elif roll < 0.35:
-                ref = store.put_bytes(make_payload(key, writer, seq, rng), key)
+                data = make_payload(key, writer, seq, rng)
+                ref = store.put_bytes(data, key, metadata={"writer": writer, "seq": seq})
+                written.setdefault(key, []).append(ref.digest)
+                last[key] = data
+                counts["put"] += 1
+            elif roll < 0.4 and key in last:
+                # The same bytes again with new metadata: the store re-commits the object it has.
+                ref = store.put_bytes(last[key], key, metadata={"writer": writer, "seq": seq})
                 written.setdefault(key, []).append(ref.digest)
                 counts["put"] += 1
             elif roll < 0.45:
