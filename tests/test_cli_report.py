@@ -52,6 +52,17 @@ def test_output_option_quiet_and_json(project: Path, capsys: pytest.CaptureFixtu
     assert doc["artifacts"] == 3 and doc["bytes"] == 111 and doc["notes"] == []
 
 
+def test_skipped_lines_are_a_warning_not_a_failure(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with open(project / ".scalable" / "runs" / RUN_ID / "tasks.jsonl", "ab") as stream:
+        stream.write(b'{"event": "task.fin')  # a writer killed mid-line
+    assert main(["report", RUN_ID]) == 0
+    out, err = capsys.readouterr()
+    assert out.splitlines()[-1].endswith("report.html")
+    assert err == "warning: tasks.jsonl: skipped 1 unreadable line(s) (line 18)\n"
+    assert main(["report", RUN_ID, "--quiet"]) == 0
+    assert capsys.readouterr().err == ""
+
+
 def test_run_from_the_store_is_reported_into_the_cwd(
     project: Path, capsys: pytest.CaptureFixture[str], tmp_path_factory: pytest.TempPathFactory
 ) -> None:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from scalable.cli.app import app
 from scalable.cli.output import Output
@@ -54,7 +55,7 @@ def report(
     model = load_run_report(run_dir)
     path = write_report(model, output or default_output(run_dir, model.run_id))
     for note in model.notes:
-        out.warn(note)
+        out.warn(escape(note))  # notes name files and parse errors: not rich markup
     if json_mode:
         out.json(
             {
