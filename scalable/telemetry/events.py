@@ -46,11 +46,17 @@ class Event(BaseModel):
     model_config = ConfigDict(extra="allow", frozen=True)
 
     schema_version: int = SCHEMA_VERSION
+    """The event format version (bumped when a field changes meaning or goes away)."""
     event: str
+    """The kind of event, e.g. ``artifact.recorded``; readers pick the model by it."""
     timestamp: datetime = Field(default_factory=utc_now)
+    """When it happened, UTC, written as ISO 8601 with ``Z``."""
     run_id: str | None = None
+    """The run it belongs to."""
     host: str = Field(default_factory=_host)
+    """The machine that wrote it."""
     pid: int = Field(default_factory=os.getpid)
+    """The process that wrote it."""
 
     #: The ``event`` values this class is parsed from (empty for the abstract bases).
     event_names: ClassVar[tuple[str, ...]] = ()
@@ -81,12 +87,17 @@ class ArtifactRecorded(Event):
     kind: str = "result"
     """The role the caller gave it (``record_artifact(kind=...)``): result, input, log, ..."""
     uri: str
+    """Where it is: the store's URI and the key (credentials redacted)."""
     key: str
+    """Its key in the store."""
     artifact_kind: str | None = None
     """What it holds, as :attr:`ArtifactRef.kind`: file, dir or blob."""
     digest: str
+    """``sha256:<hex>`` of its bytes (of its tree manifest for a directory)."""
     size_bytes: int = Field(ge=0)
+    """Its size in bytes (the sum of its files' sizes for a directory)."""
     metadata: dict[str, Any] = Field(default_factory=dict)
+    """The metadata stored with it."""
 
     @classmethod
     def from_ref(
@@ -135,6 +146,7 @@ class TaskStarted(TaskEvent):
 
     event: Literal["task.started"] = "task.started"
     worker: str | None = None
+    """The Dask worker's address (``None`` outside a worker)."""
 
 
 class TaskFinished(TaskEvent):
@@ -142,8 +154,11 @@ class TaskFinished(TaskEvent):
 
     event: Literal["task.finished"] = "task.finished"
     worker: str | None = None
+    """The Dask worker's address (``None`` outside a worker)."""
     duration_s: float = Field(ge=0)
+    """Seconds the function ran."""
     cache: Literal["hit", "miss"] | None = None
+    """``miss`` if any cached call in the task computed, ``hit`` if all were hits, ``None`` if it made none."""
 
 
 class TaskFailed(TaskEvent):
@@ -151,9 +166,13 @@ class TaskFailed(TaskEvent):
 
     event: Literal["task.failed"] = "task.failed"
     worker: str | None = None
+    """The Dask worker's address (``None`` outside a worker)."""
     duration_s: float = Field(ge=0)
+    """Seconds the function ran before it raised."""
     error_type: str
+    """The exception's class name."""
     error: str = ""
+    """The exception's message."""
 
 
 class CacheEvent(Event):
@@ -165,12 +184,19 @@ class CacheEvent(Event):
 
     event: Literal["cache.hit", "cache.miss", "cache.store", "cache.error"]
     function: str
+    """The cached function's qualified name (``module:qualname``)."""
     cache_key: str
+    """The call's cache key (64 hex digits)."""
     tier: Literal["local", "remote"] | None = None
+    """The tier that answered (a hit), was written, or failed."""
     task: str | None = None
+    """The session task that made the call, if any."""
     duration_s: float | None = Field(None, ge=0)
+    """Seconds the call took."""
     size_bytes: int | None = Field(None, ge=0)
+    """Size of the stored entry, when known."""
     error: str | None = None
+    """What went wrong (``cache.error``)."""
 
 
 class RunStarted(Event):
@@ -178,18 +204,25 @@ class RunStarted(Event):
 
     event: Literal["run.started"] = "run.started"
     target: str | None = None
+    """The name of the target the run's tasks go to."""
     user: str | None = None
+    """Who started it."""
     scalable_version: str | None = None
+    """The scalable version of the driver."""
     git_commit: str | None = None
+    """The commit of the working directory's git repository, if any."""
     manifest: str | None = None
+    """The manifest in use, if recorded."""
 
 
 class RunFinished(Event):
-    """A run ended; ``status`` is how (e.g. ``"completed"``, ``"failed"``)."""
+    """A run ended; ``status`` is how (a session writes ``"finished"`` or ``"failed"``)."""
 
     event: Literal["run.finished"] = "run.finished"
     status: str
+    """How it ended: ``finished`` or ``failed`` (a session's ``close(status=...)``)."""
     duration_s: float | None = Field(None, ge=0)
+    """Seconds from the start of the run to its end."""
 
 
 def parse_event(data: Mapping[str, Any]) -> Event:
