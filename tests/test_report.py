@@ -452,11 +452,12 @@ def test_damaged_telemetry_still_gives_a_report_that_says_so(tmp_path: Path) -> 
 def test_a_task_that_never_finished_is_shown_as_such(tmp_path: Path) -> None:
     run_dir = tmp_path / "20261124T010000Z-cancel"
     write_synthetic_run(run_dir, 2)
-    t = datetime(2026, 11, 24, 1, 0, 5, tzinfo=timezone.utc)
+    t = datetime(2026, 11, 24, 1, 0, 0, 500000, tzinfo=timezone.utc)
     with open(run_dir / "tasks.jsonl", "ab") as stream:
         stream.write(encode_event(TaskSubmitted(run_id=run_dir.name, task="cancelled-1", timestamp=t)))
     report = load_run_report(run_dir)
     assert report.tasks[-1].outcome == "unfinished" and report.counts["unfinished"] == 1
+    assert report.tasks[-1].start_s == 0.5 and report.tasks[-1].end_s == report.duration_s == 1.1  # until the end
     assert "never finished (cancelled, or its worker died)" in build_run_report(run_dir)
 
 

@@ -153,8 +153,8 @@ def _text(value: Any) -> str:
     return "" if value is None else str(value)
 
 
-def _tasks(events: list[Event], origin: datetime) -> list[TaskRow]:
-    """One row per task id, in order of first appearance."""
+def _tasks(events: list[Event], origin: datetime, run_end_s: float | None) -> list[TaskRow]:
+    """One row per task id, in order of first appearance; a task that never finished runs to the run's end."""
     seen: dict[str, dict[str, Any]] = {}
     for event in events:
         task = getattr(event, "task", None)
@@ -186,7 +186,7 @@ def _tasks(events: list[Event], origin: datetime) -> list[TaskRow]:
         if start is None:
             start = end - duration if end is not None and duration is not None else row.get("submitted", 0.0)
         if end is None:
-            end = start
+            end = run_end_s if run_end_s is not None else start
         rows.append(
             TaskRow(
                 task=row["task"],
@@ -249,7 +249,8 @@ def load_run_report(run_dir: str | Path) -> RunReport:
     status = str(run.get("status") or getattr(finished_event, "status", None) or "unknown")
     run_id = str(run.get("run_id") or getattr(started_event, "run_id", None) or run_dir.name)
 
-    rows = _tasks(tasks, started_at or datetime.now(timezone.utc))
+    origin = started_at or datetime.now(timezone.utc)
+    rows = _tasks(tasks, origin, (ended_at - origin).total_seconds() if ended_at else None)
     hits = sum(r.cache_hits for r in rows)
     misses = sum(r.cache_misses for r in rows)
     tally = Counter(f"{e.event} ({getattr(e, 'tier', None) or 'no tier'})" for e in cache_events)
