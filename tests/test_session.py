@@ -240,3 +240,12 @@ def test_workers_without_the_run_directory_relay_their_events(project: Path) -> 
     tasks = read_events(run_dir / "tasks.jsonl").events
     assert sum(1 for e in tasks if e.event == "task.finished") == 6
     assert json.loads((run_dir / "summary.json").read_text())["artifacts"] == 6
+
+
+def test_local_target_with_threads_only(project: Path) -> None:
+    """``processes: false`` runs tasks in this process (no loopback host forced on the in-process transport)."""
+    text = (project / "scalable.yaml").read_text().replace("processes: true", "processes: false")
+    (project / "scalable.yaml").write_text(text)
+    with ScalableSession.from_yaml() as session:
+        assert session.gather(session.submit(os.getpid)) == os.getpid()
+    assert json.loads(next(project.glob(".scalable/runs/*/summary.json")).read_text())["tasks"]["finished"] == 1

@@ -48,7 +48,9 @@ def build_cluster(target: Target) -> Any | None:
 
         # Loopback only, and no fixed dashboard port that a second session would collide with
         # (dashboard_address=None still binds :8787 in distributed).
-        options.setdefault("host", "127.0.0.1")
+        if options.get("processes", True):
+            # Threads in this process talk over the in-process transport, which takes no host.
+            options.setdefault("host", "127.0.0.1")
         options.setdefault("dashboard_address", "127.0.0.1:0")
         options.setdefault("n_workers", 2)
         options.setdefault("threads_per_worker", 1)
