@@ -24,11 +24,13 @@ from scalable.catalog import query, schema
 from scalable.catalog.rebuild import RebuildReport, collect
 from scalable.catalog.rows import ArtifactRow, RunRow, artifact_row_from_event
 from scalable.catalog.sources import RunTelemetry, read_run_dir
-from scalable.errors import CatalogError
+from scalable.errors import CatalogDamagedError, CatalogError
 
 #: Where the catalog lives unless ``SCALABLE_CATALOG`` says otherwise (relative to the working directory).
 DEFAULT_CATALOG_PATH = ".scalable/catalog.sqlite"
 CATALOG_ENV = "SCALABLE_CATALOG"
+#: Files up to this size get a full ``PRAGMA quick_check`` when opened (it reads every page).
+QUICK_CHECK_MAX_BYTES = 128 * 2**20
 
 _COLUMNS = ", ".join(schema.ARTIFACT_COLUMNS)
 _MARKS = ", ".join("?" * len(schema.ARTIFACT_COLUMNS))
@@ -90,11 +92,21 @@ class Catalog:
         return conn
 
     def _check(self, conn: sqlite3.Connection) -> str | None:
-        """What is wrong with the file (``None`` if it is a catalog this version can use)."""
+        """What is wrong with the file (``None`` if it is a catalog this version can use).
+
+        ``PRAGMA quick_check`` reads the whole file, so it runs on files up to
+        :data:`QUICK_CHECK_MAX_BYTES`; a larger one gets the header and schema checks, and
+        damage found later by a query raises ``CatalogDamagedError``.
+        """
         try:
-            verdict = conn.execute("PRAGMA quick_check").fetchone()[0]
-            if verdict != "ok":
-                return f"quick_check: {verdict}"
+            with open(self.path, "rb") as f:
+                if f.read(16) != b"SQLite format 3\x00":
+                    return "not an SQLite database"
+            conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            if self.path.stat().st_size <= QUICK_CHECK_MAX_BYTES:
+                verdict = conn.execute("PRAGMA quick_check").fetchone()[0]
+                if verdict != "ok":
+                    return f"quick_check: {verdict}"
             version = conn.execute("PRAGMA user_version").fetchone()[0]
             if version not in (0, schema.SCHEMA_VERSION):
                 return f"schema version {version}, this scalable reads {schema.SCHEMA_VERSION}"
@@ -213,11 +225,13 @@ class Catalog:
         """
         count = 0
         with self._write() as conn:
+            conn.execute("DROP INDEX IF EXISTS artifacts_identity")
             schema.drop_query_indexes(conn)
             for batch in _batches(rows, 50_000):
-                conn.executemany(_INSERT, (row.as_tuple() for row in batch))
+                conn.executemany(_INSERT, batch)
                 count += len(batch)
             conn.executemany(_RUN_UPSERT, (run.as_tuple() for run in runs))
+            conn.execute(schema.IDENTITY_INDEX)
             schema.create_query_indexes(conn)
         conn.execute("ANALYZE")
         return count
@@ -230,7 +244,7 @@ class Catalog:
             conn.execute("DELETE FROM runs")
             conn.execute("DROP INDEX IF EXISTS artifacts_identity")
             schema.drop_query_indexes(conn)
-            conn.executemany(_INSERT, (row.as_tuple() for row in artifacts))
+            conn.executemany(_INSERT, artifacts)
             conn.executemany(_RUN_UPSERT, (run.as_tuple() for run in runs))
             conn.execute(schema.IDENTITY_INDEX)
             schema.create_query_indexes(conn)
@@ -238,6 +252,16 @@ class Catalog:
         return report
 
     # ------------------------------------------------------------------ queries
+    @contextmanager
+    def _reading(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            try:
+                yield self._conn
+            except sqlite3.DatabaseError as exc:
+                raise CatalogDamagedError(
+                    f"the catalog {self.path} is damaged ({exc}): run `scalable reindex STORE` to rebuild it"
+                ) from None
+
     def find(
         self,
         *,
@@ -258,7 +282,7 @@ class Catalog:
         ``digest`` with or without ``sha256:``; ``since`` inclusive, ``until`` exclusive
         (datetimes, or ISO 8601 text; naive times are UTC).
         """
-        with self._lock:
+        with self._reading():
             if run is not None:
                 run = query.resolve_run(self._conn, run, str(self.path), recorded=True)
             return query.find_artifacts(self._conn, run=run, task=task, kind=kind, name=name, digest=digest,
@@ -266,34 +290,34 @@ class Catalog:
 
     def runs_for_digest(self, digest: str) -> list[str]:
         """Which runs produced these bytes: run ids that recorded ``digest``, earliest first."""
-        with self._lock:
+        with self._reading():
             return query.runs_for_digest(self._conn, digest)
 
     def runs(self, *, limit: int | None = None) -> list[tuple[RunRow, int]]:
         """Runs, newest first, each with its number of recorded artifacts."""
-        with self._lock:
+        with self._reading():
             return query.list_runs(self._conn, limit=limit)
 
     def resolve_run(self, run: str) -> str:
         """The full id of the run that ``run`` (an id or a unique prefix) names; ``RunNotFoundError`` otherwise."""
-        with self._lock:
+        with self._reading():
             return query.resolve_run(self._conn, run, str(self.path))
 
     def run(self, run: str) -> RunRow:
         """The row of the run that ``run`` (an id or a unique prefix) names; ``RunNotFoundError`` otherwise."""
-        with self._lock:
+        with self._reading():
             return query.get_run(self._conn, query.resolve_run(self._conn, run, str(self.path)))
 
     def counts(self) -> dict[str, int]:
         """How many runs and artifact rows the catalog holds."""
-        with self._lock:
+        with self._reading():
             runs = self._conn.execute("SELECT count(*) FROM runs").fetchone()[0]
             artifacts = self._conn.execute("SELECT count(*) FROM artifacts").fetchone()[0]
         return {"runs": int(runs), "artifacts": int(artifacts)}
 
     def snapshot(self) -> dict[str, list[tuple[Any, ...]]]:
         """Every row, sorted, without row ids: two catalogs give the same answers iff their snapshots are equal."""
-        with self._lock:
+        with self._reading():
             artifacts = self._conn.execute(f"SELECT {_COLUMNS} FROM artifacts").fetchall()
             runs = self._conn.execute(f"SELECT {', '.join(schema.RUN_COLUMNS)} FROM runs").fetchall()
         key = json.dumps

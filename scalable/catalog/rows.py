@@ -15,9 +15,12 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from scalable.artifacts.ref import ArtifactRef
+
+if TYPE_CHECKING:
+    from scalable.catalog.sources import RefEntry
 
 
 def iso_utc(value: datetime | str) -> str:
@@ -42,13 +45,14 @@ def _metadata_text(metadata: Mapping[str, Any] | None) -> str:
     return json.dumps(dict(metadata or {}), sort_keys=True, separators=(",", ":"), default=str)
 
 
-@dataclass(frozen=True)
-class ArtifactRow:
+class ArtifactRow(NamedTuple):
     """One artifact in the catalog: where it is, its bytes' digest and size, and who recorded it.
 
     ``kind`` is the role the run gave it (``result``, ``input``, ``log``, ...; ``None`` when
     no run recorded it), ``artifact_kind`` what it holds (``file``, ``dir``, ``blob``).
-    ``created_at`` is when it was recorded (for a recorded row) or committed (otherwise).
+    ``created_at`` is when it was recorded (for a recorded row) or committed (otherwise),
+    as ISO 8601 UTC text; ``metadata`` is JSON text. A named tuple, because a query can
+    return thousands and a tuple is the cheapest immutable row to build.
     """
 
     store: str
@@ -66,12 +70,11 @@ class ArtifactRow:
 
     def as_tuple(self) -> tuple[Any, ...]:
         """The values in :data:`scalable.catalog.schema.ARTIFACT_COLUMNS` order."""
-        return (self.store, self.key, self.uri, self.kind, self.artifact_kind, self.digest, self.size_bytes,
-                self.created_at, self.run_id, self.task, self.name, self.metadata)
+        return tuple(self)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (``metadata`` parsed back into an object)."""
-        doc = {name: getattr(self, name) for name in self.__dataclass_fields__}
+        doc = self._asdict()
         doc["metadata"] = json.loads(self.metadata)
         return doc
 
@@ -96,8 +99,9 @@ def artifact_row_from_event(doc: Mapping[str, Any]) -> ArtifactRow:
     )
 
 
-def artifact_row_from_ref(ref: ArtifactRef, store: str) -> ArtifactRow:
+def artifact_row_from_ref(ref: ArtifactRef | RefEntry, store: str) -> ArtifactRow:
     """The row of a committed artifact that no run recorded (``run_id`` ``None``, named by its last key segment)."""
+    created = ref.created_at
     return ArtifactRow(
         store=store,
         key=ref.key,
@@ -106,7 +110,7 @@ def artifact_row_from_ref(ref: ArtifactRef, store: str) -> ArtifactRow:
         artifact_kind=str(ref.kind),
         digest=ref.digest,
         size_bytes=ref.size_bytes,
-        created_at=iso_utc(ref.created_at),
+        created_at=created if isinstance(created, str) else iso_utc(created),
         run_id=None,
         task=None,
         name=ref.key.rpartition("/")[2],
