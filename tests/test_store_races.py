@@ -4,6 +4,11 @@ A read whose object is removed under it by a concurrent overwrite follows the ne
 steady overwrites an S3 directory get lost that race four times in a row and the backend's
 bare ``FileNotFoundError`` escaped (not a ``ScalableError``, and a wrong message). Now a read
 follows up to ``read_attempts`` versions, then raises ``ArtifactChangingError``.
+
+Puts that race with overwrites and deletes: re-putting the same bytes with new metadata
+pointed the new ref at the previous put's object, which a concurrent overwrite or delete
+removes, leaving a committed artifact without bytes. Now such a put copies the object to a
+fresh path of its own (inside the store, still no bytes from the caller).
 """
 
 from __future__ import annotations
@@ -15,7 +20,8 @@ import pytest
 
 from scalable import ArtifactChangingError, ScalableError
 from scalable.artifacts.local import LocalArtifactStore
-from scalable.artifacts.store import OBJECTS
+from scalable.artifacts.store import OBJECTS, REFS
+from tests.conftest import TREE_DIGEST
 
 
 class ChurningStore(LocalArtifactStore):
@@ -74,3 +80,49 @@ def test_a_read_that_keeps_losing_to_overwrites_raises_a_scalable_error(
     assert isinstance(info.value, ScalableError)
     assert not isinstance(info.value, FileNotFoundError)
     assert not (tmp_path / "out.bin").exists()
+
+
+class RacingStore(LocalArtifactStore):
+    """A store where, just before this writer commits a ref, another writer acts on the same key."""
+
+    race: str | None = None
+
+    def _write_bytes(self, data: bytes, rel: str) -> None:
+        race, self.race = self.race, None
+        if race is not None and rel.startswith(REFS):
+            other = LocalArtifactStore(self.root)  # another process's store object on the same root
+            if race == "overwrite":
+                other.put_bytes(b"the other writer's bytes", "k")
+            else:
+                other.delete("k")
+        super()._write_bytes(data, rel)
+
+
+@pytest.mark.parametrize("race", ["overwrite", "delete"])
+def test_a_put_that_only_changes_metadata_never_commits_a_ref_to_removed_bytes(tmp_path: Path, race: str) -> None:
+    """Re-putting the same bytes with new metadata used to point the new ref at the old object,
+    which a concurrent overwrite or delete removes: a committed artifact without bytes."""
+    store = RacingStore(tmp_path / "store")
+    store.put_bytes(b"same bytes", "k", metadata={"n": 1})
+    store.race = race
+    ref = store.put_bytes(b"same bytes", "k", metadata={"n": 2})
+
+    fresh = LocalArtifactStore(tmp_path / "store")
+    assert fresh.info("k") == ref
+    assert fresh.verify("k") == ref
+    assert fresh.get_bytes("k") == b"same bytes"
+
+
+@pytest.mark.parametrize("pack", [False, True])
+def test_a_directory_re_put_with_new_metadata_keeps_its_bytes(tree: Path, tmp_path: Path, pack: bool) -> None:
+    store = RacingStore(tmp_path / "store")
+    first = store.put(tree, "k", pack=pack, metadata={"n": 1})
+    store.race = "delete"
+    ref = store.put(tree, "k", pack=pack, metadata={"n": 2})
+
+    fresh = LocalArtifactStore(tmp_path / "store")
+    assert ref.digest == first.digest == TREE_DIGEST and fresh.verify("k") == ref
+    out = fresh.get("k", tmp_path / "out")
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*")) == sorted(
+        p.relative_to(tree).as_posix() for p in tree.rglob("*")
+    )

@@ -486,15 +486,45 @@ class BaseArtifactStore(ABC):
     def _unchanged(
         self, previous: RefRecord | None, digest: str, kind: ArtifactKind, meta: dict[str, Any]
     ) -> RefRecord | None:
-        """The committed record if it already holds ``digest`` (re-committed if kind/metadata changed)."""
+        """The committed record if it already holds ``digest`` (committed anew on a copy if kind/metadata changed)."""
         if previous is None or previous.ref.digest != digest or not self._object_present(previous):
             return None
         if previous.ref.kind is kind and previous.ref.metadata == meta:
             return previous
+        # A new kind or metadata needs a record with an object of its own: pointing it at the
+        # previous object would race with a concurrent overwrite or delete, which removes that
+        # object and would leave a committed ref without bytes. The copy is made in the store.
+        obj = self._new_object(previous.ref.key)
+        try:
+            self._attempt(obj, lambda: self._copy_object(previous, obj))
+        except (FileNotFoundError, IntegrityError):  # the previous object went away meanwhile: upload
+            return None
         ref = self._make_ref(previous.ref.key, kind, digest, previous.ref.size_bytes, meta)
-        record = RefRecord(ref, previous.object, previous.layout)
-        self._write_bytes(record.to_bytes(), f"{REFS}/{ref.key}")
-        return record
+        return self._commit(RefRecord(ref, obj, previous.layout), previous)
+
+    def _copy_object(self, record: RefRecord, obj: str) -> None:
+        """Copy the stored bytes of ``record`` to the fresh object path ``obj``, checking what was read."""
+        key = record.ref.key
+        if record.layout == Layout.FILE:
+            self._copy_file(record.object, obj, record.ref.digest, record.ref.size_bytes, key)
+            return
+        manifest = self._read_bytes(f"{record.object}.tree")
+        if digest_bytes(manifest) != record.ref.digest:
+            raise IntegrityError(f"the tree manifest of {key!r} in {self._uri} changed while it was copied")
+        files = [e for e in parse_tree_manifest(manifest) if e.type == "file"]
+        if record.layout == Layout.PACKED:
+            self._copy_file(record.object, obj, None, tree_size(files), key)
+        else:
+            self._map(
+                lambda e: self._copy_file(f"{record.object}/{e.path}", f"{obj}/{e.path}", e.digest, e.size, key), files
+            )
+        self._write_bytes(manifest, f"{obj}.tree")
+
+    def _copy_file(self, src: str, dst: str, digest: str | None, size: int, key: str) -> None:
+        with self._open_read(src) as f, self._open_write(dst) as out:
+            got, n = copy_hashing(f, out.write, size_hint=size)
+        if n != size or (digest is not None and got != digest):
+            raise IntegrityError(f"the stored bytes of {key!r} in {self._uri} changed while they were copied")
 
     def _object_present(self, record: RefRecord) -> bool:
         probe = record.object if record.layout != Layout.TREE else f"{record.object}.tree"
