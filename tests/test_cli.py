@@ -500,3 +500,46 @@ def test_a_malformed_cache_variable_is_one_line(cli: Cli, monkeypatch: pytest.Mo
     monkeypatch.setenv("SCALABLE_CACHE_SIZE_LIMIT", "huge")
     r = cli("cache", "info")
     assert r.code == 1 and "SCALABLE_CACHE_SIZE_LIMIT='huge' is not a size" in one_error_line(r.err)
+
+
+# ------------------------------------------------------------------ progress
+
+
+@pytest.mark.parametrize("seconds", [0.5, 2.0])
+def test_a_progress_bar_shows_only_for_transfers_over_a_second(monkeypatch: pytest.MonkeyPatch, seconds: float) -> None:
+    from rich.console import Console
+
+    from scalable.cli.output import Output
+    from scalable.cli.store_cmds import _BarCallback
+
+    out = Output()
+    screen = io.StringIO()
+    out.err = Console(file=screen, force_terminal=True, width=100)
+    clock = [0.0]
+    monkeypatch.setattr("time.monotonic", lambda: clock[0])  # the clock output.py reads
+    with out.progress("put runs/big.bin", total=None) as advance:
+        callback = _BarCallback(advance)
+        callback.set_size(4_000_000)
+        callback.relative_update(1_000_000)
+        clock[0] = seconds
+        callback.relative_update(1_000_000)
+        callback.absolute_update(4_000_000)
+    shown = screen.getvalue()
+    if seconds > 1:
+        assert "put runs/big.bin" in shown and "4.0/4.0 MB" in shown
+    else:
+        assert "put runs/big.bin" not in shown
+
+
+def test_no_progress_bar_without_a_terminal_or_with_quiet_or_json() -> None:
+    from rich.console import Console
+
+    from scalable.cli.output import Output
+
+    for out, terminal in ((Output(), False), (Output(quiet=True), True), (Output(json_mode=True), True)):
+        screen = io.StringIO()
+        out.err = Console(file=screen, force_terminal=terminal, width=100)
+        with out.progress("get x", total=10) as advance:
+            advance.set_total(20)
+            advance(20)
+        assert screen.getvalue() == ""
