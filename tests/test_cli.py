@@ -531,15 +531,21 @@ def test_a_progress_bar_shows_only_for_transfers_over_a_second(monkeypatch: pyte
         assert "put runs/big.bin" not in shown
 
 
-def test_no_progress_bar_without_a_terminal_or_with_quiet_or_json() -> None:
+@pytest.mark.parametrize(("flags", "terminal"), [({}, False), ({"quiet": True}, True), ({"json_mode": True}, True)])
+def test_no_progress_bar_without_a_terminal_or_with_quiet_or_json(
+    monkeypatch: pytest.MonkeyPatch, flags: dict[str, bool], terminal: bool
+) -> None:
     from rich.console import Console
 
     from scalable.cli.output import Output
 
-    for out, terminal in ((Output(), False), (Output(quiet=True), True), (Output(json_mode=True), True)):
-        screen = io.StringIO()
-        out.err = Console(file=screen, force_terminal=terminal, width=100)
-        with out.progress("get x", total=10) as advance:
-            advance.set_total(20)
-            advance(20)
-        assert screen.getvalue() == ""
+    out = Output(**flags)
+    screen = io.StringIO()
+    out.err = Console(file=screen, force_terminal=terminal, width=100)
+    clock = [0.0]
+    monkeypatch.setattr("time.monotonic", lambda: clock[0])
+    with out.progress("get x", total=10) as advance:
+        advance.set_total(20)
+        clock[0] = 5.0  # long enough to show, were it allowed
+        advance(20)
+    assert "get x" not in screen.getvalue()
