@@ -25,6 +25,7 @@ import shlex
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -170,8 +171,18 @@ if __name__ == "__main__":
 """
 
 
-def run_page(page: Page, workdir: Path, env: dict[str, str], timeout: float = 120) -> None:
-    """Run ``page``'s steps in ``workdir``; fail with the page, the block's line and first line, and the error."""
+@dataclass
+class PageRun:
+    """A page's examples running in a subprocess; its output goes to files (no pipe to fill up)."""
+
+    page: Page
+    proc: subprocess.Popen[bytes]
+    stdout: Path
+    stderr: Path
+
+
+def start_page(page: Page, workdir: Path, env: dict[str, str]) -> PageRun:
+    """Start running ``page``'s steps, in order, in one subprocess with ``workdir`` as its working directory."""
     blocks = workdir.parent / f"{workdir.name}-blocks"
     blocks.mkdir()
     doc = []
@@ -187,31 +198,48 @@ def run_page(page: Page, workdir: Path, env: dict[str, str], timeout: float = 12
     steps_file.write_text(json.dumps(doc), encoding="utf-8")
     driver = blocks / "docs_driver.py"
     driver.write_text(DRIVER, encoding="utf-8")
-    try:
-        done = subprocess.run(
+    stdout, stderr = blocks / "stdout.txt", blocks / "stderr.txt"
+    with stdout.open("wb") as out, stderr.open("wb") as err:
+        proc = subprocess.Popen(
             [sys.executable, str(driver), str(steps_file)],
             cwd=workdir,
             env=env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
+            stdout=out,
+            stderr=err,
             stdin=subprocess.DEVNULL,
         )
+    return PageRun(page, proc, stdout, stderr)
+
+
+def check_page(run: PageRun, timeout: float = 180) -> None:
+    """Wait for ``run``; fail with the page, the block's line and first line, and the error."""
+    page = run.page
+    try:
+        returncode = run.proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
+        run.proc.kill()
+        run.proc.wait()
         pytest.fail(f"{page.name}: the examples did not finish in {timeout:.0f} s")
-    if done.returncode == 0:
+    if returncode == 0:
         return
-    match = re.search(r"DOCS-STEP-FAILED (\d+)\n", done.stderr)
+    stdout = run.stdout.read_text(encoding="utf-8", errors="replace")
+    stderr = run.stderr.read_text(encoding="utf-8", errors="replace")
+    match = re.search(r"DOCS-STEP-FAILED (\d+)\n", stderr)
     if match is None:
-        pytest.fail(f"{page.name}: the examples exited {done.returncode}\n{done.stderr[-3000:]}")
+        pytest.fail(f"{page.name}: the examples exited {returncode}\n{stderr[-3000:]}")
     step = page.steps[int(match.group(1))]
-    error = done.stderr[match.end() :].strip()
-    before = "\n".join(ln for ln in done.stderr[: match.start()].splitlines() if not ln.startswith("DOCS-STEP-TIME"))
+    error = stderr[match.end() :].strip()
+    before = "\n".join(ln for ln in stderr[: match.start()].splitlines() if not ln.startswith("DOCS-STEP-TIME"))
     pytest.fail(
         f"{page.name}, {step.kind} block at line {step.line} ({step.first_line!r}) failed:\n{error[-4000:]}\n"
-        f"--- stdout before the failure:\n{done.stdout[-1500:]}\n--- stderr before the failure:\n{before[-1500:]}",
+        f"--- stdout before the failure:\n{stdout[-1500:]}\n--- stderr before the failure:\n{before[-1500:]}",
         pytrace=False,
     )
+
+
+def run_page(page: Page, workdir: Path, env: dict[str, str], timeout: float = 180) -> None:
+    """Run ``page``'s examples and wait for them (see :func:`check_page`)."""
+    check_page(start_page(page, workdir, env), timeout)
 
 
 def base_env() -> dict[str, str]:
@@ -269,12 +297,30 @@ def test_site_builds_without_warnings(tmp_path: Path) -> None:
 # ------------------------------------------------------------------------------------ the examples
 
 
-@pytest.mark.parametrize("page", [p for p in ALL_PAGES if p.steps], ids=lambda p: p.name)
-def test_examples_run(page: Page, request: pytest.FixtureRequest, tmp_path: Path) -> None:
-    env = {**base_env(), **server_env(request, page)}
-    workdir = tmp_path / "cwd"
-    workdir.mkdir()
-    run_page(page, workdir, env)
+RUNNABLE = [p for p in ALL_PAGES if p.steps]
+
+
+@pytest.fixture(scope="module")
+def page_runs(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, PageRun]]:
+    """Every page's examples, started together (their waits overlap), each in a fresh folder."""
+    runs: dict[str, PageRun] = {}
+    envs = {page.name: {**base_env(), **server_env(request, page)} for page in RUNNABLE}  # servers first
+    try:
+        for page in RUNNABLE:
+            workdir = tmp_path_factory.mktemp(page.path.stem) / "cwd"
+            workdir.mkdir()
+            runs[page.name] = start_page(page, workdir, envs[page.name])
+        yield runs
+    finally:
+        for run in runs.values():  # only the ones a failed test left behind, by their own pid
+            if run.proc.poll() is None:
+                run.proc.kill()
+                run.proc.wait()
+
+
+@pytest.mark.parametrize("page", RUNNABLE, ids=lambda p: p.name)
+def test_examples_run(page: Page, page_runs: dict[str, PageRun]) -> None:
+    check_page(page_runs[page.name])
 
 
 def test_only_a_handful_of_blocks_are_skipped() -> None:

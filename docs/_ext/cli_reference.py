@@ -79,7 +79,7 @@ def _param_row(param: Parameter) -> str:
         if not param.is_flag and shown and default not in (None, (), "") and not callable(default):
             value = default.value if isinstance(default, enum.Enum) else default
             help_text += f" Default: `{value}`."
-    return f"| {name} | {kind} | {_cell(help_text)} |"
+    return f"| {name} | {kind.replace('|', chr(92) + '|')} | {_cell(help_text)} |"
 
 
 def _help_markdown(text: str) -> str:
@@ -110,7 +110,7 @@ def _command_section(cmd: Command, path: list[str], parent: Context | None, leve
         lines += [_param_row(p) for p in params]
         lines.append("")
     if hasattr(cmd, "list_commands"):
-        for name in sorted(cmd.list_commands(ctx)):
+        for name in cmd.list_commands(ctx):  # in the order the CLI lists them
             sub = cmd.get_command(ctx, name)
             if sub is None or getattr(sub, "hidden", False):
                 continue
