@@ -111,7 +111,7 @@ def build_artifact_store(uri: str | os.PathLike[str], **storage_options: Any) ->
         )
     try:
         get_filesystem_class(protocol)
-    except ImportError as exc:
+    except (ImportError, AttributeError) as exc:  # AttributeError: a driver that dropped the class (adl://)
         extra = EXTRAS.get(protocol)
         how = f"pip install 'scalable[{extra}]'" if extra else f"install the fsspec driver for {protocol}://"
         raise UnsupportedURIError(f"the {protocol}:// driver is not installed ({exc}): {how}") from None

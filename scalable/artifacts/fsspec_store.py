@@ -31,7 +31,13 @@ from scalable.artifacts.digests import DigestCache
 from scalable.artifacts.retry import DEFAULT_POLICY, RetryPolicy, http_status, is_transient, retry_call
 from scalable.artifacts.store import TMP, BaseArtifactStore
 from scalable.artifacts.uris import redact_uri, split_protocol
-from scalable.errors import AccessDeniedError, BucketNotFoundError, ScalableError, StoreUnavailableError
+from scalable.errors import (
+    AccessDeniedError,
+    BucketNotFoundError,
+    ScalableError,
+    StoreUnavailableError,
+    UnsupportedURIError,
+)
 
 T = TypeVar("T")
 
@@ -69,6 +75,26 @@ class _AttemptProgress(Callback):
             self._sent = 0
 
 
+def _safe_reason(exc: BaseException, options: dict[str, Any]) -> str:
+    """The first line of a driver's error, left out if it repeats a storage option's value (a secret)."""
+    text = (str(exc).strip().splitlines() or [""])[0][:200]
+    values = [v for v in _strings(options) if len(v) >= 4]
+    if any(v in text for v in values):
+        return type(exc).__name__
+    return f"{type(exc).__name__}: {text}"
+
+
+def _strings(value: Any) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from _strings(v)
+    elif isinstance(value, (list, tuple)):
+        for v in value:
+            yield from _strings(v)
+
+
 class FsspecArtifactStore(BaseArtifactStore):
     """Artifacts under ``uri`` (``s3://bucket/prefix``, ``gs://...``, ``az://...``, ``memory://...``).
 
@@ -93,8 +119,15 @@ class FsspecArtifactStore(BaseArtifactStore):
         self.protocol = protocol or "file"
         options = {"use_listings_cache": False, **(storage_options or {})}
         self.storage_options = options
-        self.fs: AbstractFileSystem = fs if fs is not None else fsspec.filesystem(self.protocol, **options)
-        self.root_path = self.fs._strip_protocol(uri).rstrip("/")
+        try:
+            self.fs: AbstractFileSystem = fs if fs is not None else fsspec.filesystem(self.protocol, **options)
+            self.root_path = self.fs._strip_protocol(uri).rstrip("/")
+        except (ValueError, TypeError, KeyError, OSError) as exc:  # adlfs without an account, zip:// of no file...
+            raise UnsupportedURIError(
+                f"cannot set up the {self.protocol}:// filesystem for {redact_uri(uri)!r}: "
+                f"{_safe_reason(exc, options)}; check the URI and its storage options (account, credentials, "
+                "endpoint)"
+            ) from None
         protocols = {self.fs.protocol} if isinstance(self.fs.protocol, str) else set(self.fs.protocol)
         self._direct_writes = bool(protocols & ATOMIC_UPLOAD_PROTOCOLS)
         self.create = create

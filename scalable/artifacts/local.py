@@ -54,10 +54,11 @@ class LocalArtifactStore(BaseArtifactStore):
         digest_cache: DigestCache | None = None,
     ) -> None:
         self.root = Path(os.path.expanduser(os.fspath(root))).resolve()
+        self._root_prefix = str(self.root).rstrip(os.sep) + os.sep
         if self.root.exists() and not self.root.is_dir():
             raise StoreUnavailableError(f"store root {self.root} exists and is not a directory: choose another path")
         try:
-            (self.root / TMP).mkdir(parents=True, exist_ok=True)
+            self._path(TMP).mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise StoreUnavailableError(
                 f"cannot create the store at {self.root}: {exc.strerror}; choose a writable directory"
@@ -66,7 +67,15 @@ class LocalArtifactStore(BaseArtifactStore):
         super().__init__(self.root.as_uri(), max_concurrency=max_concurrency, digest_cache=digest_cache)
 
     def _path(self, rel: str) -> Path:
-        return self.root / rel
+        """``root / rel``, refused if a symlink inside the root leads it outside the root."""
+        path = self.root / rel
+        real = os.path.realpath(path)
+        if real != str(path) and not real.startswith(self._root_prefix):
+            raise StoreUnavailableError(
+                f"refusing {rel!r} in the store at {self.root}: a symlink inside the store leads to {real}, "
+                "outside the store; remove the link (a store keeps all its files under its root)"
+            )
+        return path
 
     @contextmanager
     def _open_write(self, rel: str) -> Iterator[LocalFileWriter]:
@@ -79,7 +88,7 @@ class LocalArtifactStore(BaseArtifactStore):
                 os.fsync(f.fileno())
             f.close()
             for _ in range(3):  # a concurrent delete may prune the parent between mkdir and rename
-                target.parent.mkdir(parents=True, exist_ok=True)
+                self._path(rel).parent.mkdir(parents=True, exist_ok=True)
                 try:
                     os.replace(tmp, target)
                     break

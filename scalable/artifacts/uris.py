@@ -26,7 +26,10 @@ def redact_uri(uri: str) -> str:
     protocol, _ = split_protocol(uri)
     if protocol is None:
         return uri
-    parts = urlsplit(uri)
+    try:
+        parts = urlsplit(uri)
+    except ValueError:  # e.g. "s3://[": too malformed to find its credentials, so hide everything
+        return f"{protocol}://***"
     netloc = parts.netloc
     if "@" in netloc:
         netloc = "***@" + netloc.rsplit("@", 1)[1]

@@ -289,8 +289,15 @@ def _encode_model(x: Any, out: _Parts) -> None:
 
 
 def _encode_pickled(x: Any, out: _Parts) -> None:
-    data = pickle.dumps(x, protocol=5)
     t = type(x)
+    try:
+        data = pickle.dumps(x, protocol=5)
+    except Exception as exc:  # a lock, an open file, a generator...: no key can stand for it
+        raise UnhashableArgumentError(
+            f"a value of type {_type_name(t)} cannot be part of a cache key: it has no canonical encoding "
+            f"and cannot be pickled ({type(exc).__name__}: {exc}). Pass plain values, a dataclass or a "
+            "pydantic model instead, or leave the argument out of the key with ignore=[...]"
+        ) from exc
     if t not in _warned_types:
         _warned_types.add(t)
         message = (

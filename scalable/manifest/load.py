@@ -152,7 +152,11 @@ def parse_manifest(
     env = os.environ if environ is None else environ
     src = _Source(source, None if path is None else Path(path), text=text)
 
-    loader = _Loader(text)
+    try:
+        loader = _Loader(text)  # the reader checks every character here, before any parsing
+    except yaml.reader.ReaderError as exc:
+        line = text.count("\n", 0, max(0, exc.position)) + 1
+        raise ManifestError(source, [ManifestProblem(line, None, f"invalid YAML: {exc}")]) from None
     try:
         root = loader.get_single_node()
         problems: list[tuple[tuple[str | int, ...], int, str]] = []
