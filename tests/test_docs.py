@@ -286,12 +286,30 @@ def test_site_builds_without_warnings(tmp_path: Path) -> None:
         timeout=180,
     )  # fmt: skip
     assert done.returncode == 0, f"sphinx-build failed:\n{done.stderr[-6000:]}"
-    cli = (tmp_path / "html" / "cli.html").read_text(encoding="utf-8")
-    assert "--version" in cli, "the CLI reference was not generated"
-    manifest = (tmp_path / "html" / "manifest.html").read_text(encoding="utf-8")
-    assert "default_storage" in manifest and "SlurmTarget" in manifest, "the manifest schema reference is missing"
-    sessions = (tmp_path / "html" / "sessions.html").read_text(encoding="utf-8")
-    assert "artifact.recorded" in sessions and "duration_s" in sessions, "the event schemas are missing"
+    html = {
+        name: (tmp_path / "html" / f"{name}.html").read_text(encoding="utf-8")
+        for name in ("cli", "manifest", "sessions")
+    }
+    # The generated references list exactly what the code has: every command, schema object and event model.
+    import typer
+
+    from scalable.cli.app import _register_commands, app
+    from scalable.manifest import json_schema
+    from scalable.telemetry import EVENT_TYPES
+
+    _register_commands()
+    root = typer.main.get_command(app)
+    ctx = root.make_context("scalable", [], resilient_parsing=True)
+    for name in root.list_commands(ctx):
+        assert f'id="scalable-{name}"' in html["cli"], f"command {name!r} is missing from the CLI reference"
+        group = root.get_command(ctx, name)
+        for sub in group.list_commands(ctx) if hasattr(group, "list_commands") else []:
+            assert f'id="scalable-{name}-{sub}"' in html["cli"], f"'{name} {sub}' is missing from the CLI reference"
+    for name in json_schema()["$defs"]:
+        if name != "EnvReference":
+            assert f'id="manifest-{name.lower()}"' in html["manifest"], f"{name} is missing from the manifest reference"
+    for event, model in EVENT_TYPES.items():
+        assert event in html["sessions"] and model.__name__ in html["sessions"], f"{event} is missing from the schemas"
 
 
 # ------------------------------------------------------------------------------------ the examples

@@ -62,8 +62,18 @@ def _always_reread(app: Any, env: Any, added: set[str], changed: set[str], remov
     return sorted(_generated_docs(env) - added - changed - removed)
 
 
+def _purge(app: Any, env: Any, docname: str) -> None:
+    _generated_docs(env).discard(docname)
+
+
+def _merge(app: Any, env: Any, docnames: set[str], other: Any) -> None:
+    _generated_docs(env).update(_generated_docs(other) & docnames)
+
+
 def setup(app: Any) -> dict[str, Any]:
     """Register the source-read hook and re-read generated pages on every build."""
     app.connect("source-read", _source_read)
     app.connect("env-get-outdated", _always_reread)
-    return {"version": "1", "parallel_read_safe": False, "parallel_write_safe": True}
+    app.connect("env-purge-doc", _purge)
+    app.connect("env-merge-info", _merge)
+    return {"version": "1", "parallel_read_safe": True, "parallel_write_safe": True}
