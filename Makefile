@@ -29,7 +29,7 @@ demo: $(VENV)/.installed
 	$(PY) examples/sweep.py
 
 test: $(VENV)/.test-installed
-	$(VENV)/bin/ruff check scalable tests bench examples
+	$(VENV)/bin/ruff check scalable tests bench examples docs/conf.py docs/_ext
 	SCALABLE_DIGEST_CACHE=off $(PY) -m pytest
 
 # The reliability suite at the issue's counts (long: see tests/reliability/); prints the table of figures.
@@ -37,8 +37,8 @@ stress: $(VENV)/.test-installed
 	SCALABLE_STRESS=1 SCALABLE_DIGEST_CACHE=off $(PY) -m pytest tests/reliability -q -p no:randomly --timeout=0
 
 lint: $(VENV)/.test-installed
-	$(VENV)/bin/ruff check scalable tests bench examples
-	$(VENV)/bin/ruff format --check scalable tests bench examples
+	$(VENV)/bin/ruff check scalable tests bench examples docs/conf.py docs/_ext
+	$(VENV)/bin/ruff format --check scalable tests bench examples docs/conf.py docs/_ext
 
 bench: $(VENV)/.test-installed
 	$(PIP) -e ".[test,bench]"

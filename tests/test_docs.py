@@ -349,7 +349,7 @@ def test_only_a_handful_of_blocks_are_skipped() -> None:
 
 def test_examples_exist_on_every_user_page() -> None:
     pages = {p.path.name: p for p in ALL_PAGES}
-    for name in ("getting-started.md", "stores.md", "sessions.md", "cli.md", "cache.md", "README.md"):
+    for name in ("getting-started.md", "stores.md", "sessions.md", "cli.md", "cache.md", "catalog.md", "README.md"):
         assert any(s.kind == "python" or s.kind == "console" for s in pages[name].steps), f"{name} runs no example"
 
 
