@@ -23,6 +23,7 @@ import random
 import shutil
 import signal
 import time
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -80,8 +81,7 @@ def run_and_kill(target: Callable[..., None], args: tuple[Any, ...], delay: floa
             proc.join(600)
         else:
             time.sleep(delay)
-            if proc.exitcode is None:
-                os.kill(proc.pid, signal.SIGKILL)
+            proc.kill()  # SIGKILL; a child that has just exited is fine (no ProcessLookupError)
             proc.join(60)
         elapsed = time.perf_counter() - began
     finally:
@@ -150,45 +150,61 @@ def test_a_killed_put_leaves_the_old_artifact_or_the_new_one(
         if outcome == "failed":
             problems.append(f"{where}: the child's put raised instead of finishing")
 
-        store = build_artifact_store(uri, **options)  # a fresh object: nothing remembered from before
-        listed = store.list_artifacts()
-        if not set(listed) <= {KEY, BYSTANDER}:
-            problems.append(f"{where}: the store lists keys nobody committed: {listed}")
-        if store.exists(KEY):
-            digest = store.info(KEY).digest
-            if digest not in (old, new):
-                problems.append(f"{where}: {KEY} holds {digest}, neither the old {old} nor the new {new}")
-                lost += 1
-            try:
-                store.verify(KEY)
-            except Exception as exc:
-                problems.append(f"{where}: the committed {KEY} does not verify: {exc}")
-                lost += 1
-        elif old is not None:
-            problems.append(f"{where}: {KEY} vanished; the old artifact {old} should still be there")
-            lost += 1
         try:
-            if store.get_bytes(BYSTANDER) != b"committed before any crash\n":
-                raise AssertionError("other bytes")
-        except Exception as exc:
-            problems.append(f"{where}: the bystander artifact is damaged: {exc!r}")
-            lost += 1
-
-        try:  # the next put succeeds and reads back
-            ref = store.put(src, KEY)
-            if ref.digest != new:
-                raise AssertionError(f"put returned digest {ref.digest}, expected {new}")
-            shutil.rmtree(scratch, ignore_errors=True)
-            got = store.get(KEY, scratch)
-            if DigestCache().path_digest(got) != new:
-                raise AssertionError("the bytes read back differ from the source")
-            old = new
-        except Exception as exc:
-            problems.append(f"{where}: the next put or its read-back failed: {exc!r}")
-            old = None if not store.exists(KEY) else store.info(KEY).digest
+            old, found, damaged = _check_store(uri, options, where, old, new, src, scratch)
+        except Exception:
+            found, damaged = [f"{where}: checking the store raised:\n{traceback.format_exc()}"], 0
+            old = None
+        problems.extend(found)
+        lost += damaged
     tally.add(f"crash: {backend} store, {kind}", trials=n, failures=len(problems), lost=lost)
     print(f"crash {backend}/{kind}: {outcomes}, one put takes {duration:.3f} s, seed {SEED}")
     assert not problems, "\n".join(problems)
+
+
+def _check_store(
+    uri: str, options: dict[str, Any], where: str, old: str | None, new: str, src: Path, scratch: Path
+) -> tuple[str | None, list[str], int]:
+    """Check a store after a kill; return the digest now committed, the problems, and how many were lost."""
+    problems: list[str] = []
+    lost = 0
+    store = build_artifact_store(uri, **options)  # a fresh object: nothing remembered from before
+    listed = store.list_artifacts()
+    if not set(listed) <= {KEY, BYSTANDER}:
+        problems.append(f"{where}: the store lists keys nobody committed: {listed}")
+    if store.exists(KEY):
+        digest = store.info(KEY).digest
+        if digest not in (old, new):
+            problems.append(f"{where}: {KEY} holds {digest}, neither the old {old} nor the new {new}")
+            lost += 1
+        try:
+            store.verify(KEY)
+        except Exception as exc:
+            problems.append(f"{where}: the committed {KEY} does not verify: {exc}")
+            lost += 1
+    elif old is not None:
+        problems.append(f"{where}: {KEY} vanished; the old artifact {old} should still be there")
+        lost += 1
+    try:
+        if store.get_bytes(BYSTANDER) != b"committed before any crash\n":
+            raise AssertionError("other bytes")
+    except Exception as exc:
+        problems.append(f"{where}: the bystander artifact is damaged: {exc!r}")
+        lost += 1
+
+    try:  # the next put succeeds and reads back
+        ref = store.put(src, KEY)
+        if ref.digest != new:
+            raise AssertionError(f"put returned digest {ref.digest}, expected {new}")
+        shutil.rmtree(scratch, ignore_errors=True)
+        got = store.get(KEY, scratch)
+        if DigestCache().path_digest(got) != new:
+            raise AssertionError("the bytes read back differ from the source")
+        old = new
+    except Exception as exc:
+        problems.append(f"{where}: the next put or its read-back failed: {exc!r}")
+        old = None if not store.exists(KEY) else store.info(KEY).digest
+    return old, problems, lost
 
 
 @pytest.mark.parametrize("backend", ["local", "s3"])
