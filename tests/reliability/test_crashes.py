@@ -4,9 +4,10 @@ Each trial starts a child that does the work, waits a random delay spread over t
 measured duration (some kills land after it finished: the commit and clean-up windows
 count too), kills it, and then checks through fresh objects what a user would see:
 
-- stores (local and S3; a file, a folder of 500 files, a 64 MiB file): the key shows the
-  old artifact, or the new one, or nothing if there was none before; every committed
-  artifact verifies; the next put succeeds and reads back;
+- stores (local and S3; a 3 MiB file, a folder of 500 files, a 64 MiB file; the fast form
+  uses 100 files and 24 MiB): the key shows the old artifact, or the new one, or nothing if
+  there was none before; every committed artifact verifies; the next put succeeds and reads
+  back;
 - the cache (local tier and remote tier): each tier holds the whole entry or nothing, and
   the next call returns the right value without an exception;
 - JSONL streams: every line is whole JSON except a torn last line, and the next writer's
@@ -104,13 +105,14 @@ def _mutate(src: Path, kind: str, token: bytes) -> None:
 def _make_source(tmp_path: Path, kind: str) -> Path:
     if kind == "dir":
         src = tmp_path / "src-dir"
-        for i in range(500):
+        for i in range(trials(100, 500)):
             sub = src / f"d{i % 10}" if i else src
             sub.mkdir(parents=True, exist_ok=True)
             (sub / f"f{i:03d}.txt").write_bytes(os.urandom(64 + (i * 37) % 4000))
         return src
     src = tmp_path / "src.bin"
-    size = 64 * 1024 * 1024 if kind == "big" else 3 * 1024 * 1024
+    # The fast form's "big" file is still past the S3 store's 16 MiB multipart threshold.
+    size = trials(24, 64) * 1024 * 1024 if kind == "big" else 3 * 1024 * 1024
     with open(src, "wb") as f:
         for _ in range(size // (1024 * 1024)):
             f.write(os.urandom(1024 * 1024))
