@@ -319,26 +319,40 @@ RUNNABLE = [p for p in ALL_PAGES if p.steps]
 
 
 @pytest.fixture(scope="module")
-def page_runs(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, PageRun]]:
-    """Every page's examples, started together (their waits overlap), each in a fresh folder."""
-    runs: dict[str, PageRun] = {}
-    envs = {page.name: {**base_env(), **server_env(request, page)} for page in RUNNABLE}  # servers first
+def page_runs(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, PageRun | str]]:
+    """Every page's examples, started together (their waits overlap), each in a fresh folder.
+
+    A page whose test server cannot be installed here maps to the reason it is skipped.
+    """
+    runs: dict[str, PageRun | str] = {}
+    envs: dict[str, dict[str, str]] = {}
+    for page in RUNNABLE:  # servers first, so that they do not start while pages run
+        try:
+            envs[page.name] = {**base_env(), **server_env(request, page)}
+        except pytest.skip.Exception as exc:  # a server that cannot be installed here skips only its pages
+            runs[page.name] = f"{page.name}: {exc}"
     try:
         for page in RUNNABLE:
-            workdir = tmp_path_factory.mktemp(page.path.stem) / "cwd"
-            workdir.mkdir()
-            runs[page.name] = start_page(page, workdir, envs[page.name])
+            if page.name in envs:
+                workdir = tmp_path_factory.mktemp(page.path.stem) / "cwd"
+                workdir.mkdir()
+                runs[page.name] = start_page(page, workdir, envs[page.name])
         yield runs
     finally:
         for run in runs.values():  # only the ones a failed test left behind, by their own pid
-            if run.proc.poll() is None:
+            if isinstance(run, PageRun) and run.proc.poll() is None:
                 run.proc.kill()
                 run.proc.wait()
 
 
 @pytest.mark.parametrize("page", RUNNABLE, ids=lambda p: p.name)
-def test_examples_run(page: Page, page_runs: dict[str, PageRun]) -> None:
-    check_page(page_runs[page.name])
+def test_examples_run(page: Page, page_runs: dict[str, PageRun | str]) -> None:
+    run = page_runs[page.name]
+    if isinstance(run, str):
+        pytest.skip(run)
+    check_page(run)
 
 
 def test_only_a_handful_of_blocks_are_skipped() -> None:
