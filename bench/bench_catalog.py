@@ -67,8 +67,20 @@ def make_rows(runs: int, per_run: int) -> Iterator[ArtifactRow]:
         for j in range(per_run):
             key = f"runs/{rid}/{names[j]}"
             created = f"{stamp}:{j // 60 % 60:02d}:{j % 60:02d}.000000+00:00"
-            yield ArtifactRow(STORE_URI, key, f"{STORE_URI}/{key}", KINDS[j % len(KINDS)], "file",
-                              digest(r * per_run + j), 1000 + j, created, rid, tasks[j], names[j], "{}")
+            yield ArtifactRow(
+                STORE_URI,
+                key,
+                f"{STORE_URI}/{key}",
+                KINDS[j % len(KINDS)],
+                "file",
+                digest(r * per_run + j),
+                1000 + j,
+                created,
+                rid,
+                tasks[j],
+                names[j],
+                "{}",
+            )
 
 
 def time_query(fn: Callable[[], Any], n: int) -> tuple[float, int]:
@@ -128,17 +140,20 @@ def main() -> None:
     per_run = args.rows // args.runs
     with Catalog(db) as catalog:
         start = time.perf_counter()
-        catalog.bulk_load(make_rows(args.runs, per_run),
-                          runs=[run_row_from_docs({"run_id": run_id(r), "status": "finished"}, None)
-                                for r in range(args.runs)])
+        catalog.bulk_load(
+            make_rows(args.runs, per_run),
+            runs=[run_row_from_docs({"run_id": run_id(r), "status": "finished"}, None) for r in range(args.runs)],
+        )
         loaded = time.perf_counter() - start
     start = time.perf_counter()
     catalog = Catalog(db)  # opening checks the file
     opened = time.perf_counter() - start
     checks = "quick_check" if db.stat().st_size <= QUICK_CHECK_MAX_BYTES else "header and schema checks"
     rows = catalog.counts()["artifacts"]
-    print(f"# {rows:,} rows bulk-loaded in {loaded:.1f} s ({rows / loaded:,.0f} rows/s), "
-          f"{db.stat().st_size / 2**20:.0f} MiB; open ({checks}) {opened * 1000:.0f} ms")
+    print(
+        f"# {rows:,} rows bulk-loaded in {loaded:.1f} s ({rows / loaded:,.0f} rows/s), "
+        f"{db.stat().st_size / 2**20:.0f} MiB; open ({checks}) {opened * 1000:.0f} ms"
+    )
     rng = random.Random(7)
     n = args.queries
 
@@ -189,10 +204,14 @@ def main() -> None:
     print()
     print("| rebuild | median s | refs/s | target refs/s | refs/s / target |")
     print("|---|---:|---:|---:|---:|")
-    print(f"| read {args.refs:,} refs (list + parse) | {statistics.median(seconds):.2f} | "
-          f"{args.refs / statistics.median(seconds):,.0f} | | |")
-    print(f"| whole rebuild of {args.refs:,} refs | {statistics.median(whole):.2f} | {rate:,.0f} | 5,000 | "
-          f"{rate / 5000:.2f} |")
+    print(
+        f"| read {args.refs:,} refs (list + parse) | {statistics.median(seconds):.2f} | "
+        f"{args.refs / statistics.median(seconds):,.0f} | | |"
+    )
+    print(
+        f"| whole rebuild of {args.refs:,} refs | {statistics.median(whole):.2f} | {rate:,.0f} | 5,000 | "
+        f"{rate / 5000:.2f} |"
+    )
     print()
     print(f"queries: slowest median {worst:.2f} ms (target < 10 ms): {'met' if worst < 10 else 'NOT met'}")
     print(f"rebuild: {rate:,.0f} refs/s (target >= 5,000): {'met' if rate >= 5000 else 'NOT met'}")

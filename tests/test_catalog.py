@@ -46,14 +46,21 @@ def write(path: Path, text: str) -> Path:
     return path
 
 
-def run_session(store: BaseArtifactStore, runs_dir: Path, files: dict[str, str], *, key_for: Callable[[str], str]
-                | None = None, target: Target = THREADS) -> str:
+def run_session(
+    store: BaseArtifactStore,
+    runs_dir: Path,
+    files: dict[str, str],
+    *,
+    key_for: Callable[[str], str] | None = None,
+    target: Target = THREADS,
+) -> str:
     """A session that records ``files`` (name -> content) from the driver; returns its run id."""
     with ScalableSession(target=target, store=store, runs_dir=runs_dir) as session:
         for name, text in files.items():
             src = write(runs_dir.parent / f"src-{uuid.uuid4().hex[:6]}", text)
-            session.record_artifact(src, name=name, key=key_for(name) if key_for else None, kind="result",
-                                    metadata={"name": name})
+            session.record_artifact(
+                src, name=name, key=key_for(name) if key_for else None, kind="result", metadata={"name": name}
+            )
         return session.run_id
 
 
@@ -134,8 +141,13 @@ def test_a_rebuild_adds_artifacts_no_run_recorded_and_a_later_recording_takes_th
     report = catalog.rebuild([store], [runs_dir])
     assert (report.refs, report.recorded, report.unrecorded) == (1, 0, 1)
     (row,) = catalog.find(digest=loose.digest)
-    assert (row.run_id, row.name, row.kind, row.artifact_kind, row.key) == (None, "loose.bin", None, "blob",
-                                                                            "inputs/loose.bin")
+    assert (row.run_id, row.name, row.kind, row.artifact_kind, row.key) == (
+        None,
+        "loose.bin",
+        None,
+        "blob",
+        "inputs/loose.bin",
+    )
     assert json.loads(row.metadata) == {"by": "hand"}
     run_id = run_session(store, runs_dir, {"loose.bin": "made by hand"}, key_for=lambda name: "inputs/loose.bin")
     rows = catalog.find(digest=loose.digest)
@@ -235,12 +247,31 @@ T0 = datetime(2026, 11, 24, 10, 0, tzinfo=timezone.utc)
 DIGESTS = [f"sha256:{i:064x}" for i in range(4)]
 
 
-def make_row(*, store: str = "file:///s", key: str = "k", digest: str = DIGESTS[0], run: str | None = "run-a",
-             task: str | None = None, kind: str | None = "result", name: str | None = "a.txt",
-             created: datetime = T0) -> ArtifactRow:
-    return ArtifactRow(store=store, key=key, uri=f"{store}/{key}", kind=kind, artifact_kind="file", digest=digest,
-                       size_bytes=1, created_at=created.isoformat(timespec="microseconds"), run_id=run, task=task,
-                       name=name, metadata="{}")
+def make_row(
+    *,
+    store: str = "file:///s",
+    key: str = "k",
+    digest: str = DIGESTS[0],
+    run: str | None = "run-a",
+    task: str | None = None,
+    kind: str | None = "result",
+    name: str | None = "a.txt",
+    created: datetime = T0,
+) -> ArtifactRow:
+    return ArtifactRow(
+        store=store,
+        key=key,
+        uri=f"{store}/{key}",
+        kind=kind,
+        artifact_kind="file",
+        digest=digest,
+        size_bytes=1,
+        created_at=created.isoformat(timespec="microseconds"),
+        run_id=run,
+        task=task,
+        name=name,
+        metadata="{}",
+    )
 
 
 rows_strategy = st.lists(
@@ -306,15 +337,24 @@ def test_find_returns_exactly_the_rows_every_filter_matches(
         query_catalog.add_run(run_row_from_docs({"run_id": run}, None))
     query_catalog.add_artifacts(rows)
     assert query_catalog.find(**filters) == expected(rows, filters)
-    wanted = {r.run_id: r.created_at for r in sorted(rows, key=lambda r: r.created_at, reverse=True)
-              if r.digest == DIGESTS[0]}
+    wanted = {
+        r.run_id: r.created_at for r in sorted(rows, key=lambda r: r.created_at, reverse=True) if r.digest == DIGESTS[0]
+    }
     assert query_catalog.runs_for_digest(DIGESTS[0]) == sorted(wanted, key=lambda run: (wanted[run], run))
 
 
 def test_bulk_load_then_queries_use_the_indexes(tmp_path: Path) -> None:
     catalog = Catalog(tmp_path / "bulk.sqlite")
-    rows = [make_row(key=f"k/{i}", digest=DIGESTS[i % 4], run=f"run-{i % 10}", name=f"members/m{i:04d}.csv",
-                     created=T0 + timedelta(seconds=i)) for i in range(2000)]
+    rows = [
+        make_row(
+            key=f"k/{i}",
+            digest=DIGESTS[i % 4],
+            run=f"run-{i % 10}",
+            name=f"members/m{i:04d}.csv",
+            created=T0 + timedelta(seconds=i),
+        )
+        for i in range(2000)
+    ]
     assert catalog.bulk_load(rows) == 2000
     assert len(catalog.find(name="members/m00*")) == 100
     assert len(catalog.find(run="run-3", since=T0 + timedelta(seconds=1000))) == 100

@@ -128,9 +128,14 @@ def test_reindex_an_s3_store(project: Path, capsys: pytest.CaptureFixture[str], 
     url = s3_server.url(bucket, uuid.uuid4().hex)  # type: ignore[attr-defined]
     options = s3_server.storage_options  # type: ignore[attr-defined]
     run_id = record_run(url, ["a.txt", "b.txt"], **options)
-    Path("scalable.yaml").write_text(json.dumps({
-        "version": 1, "project": {"name": "t", "storage_options": {f"s3://{bucket}": options}},
-    }))
+    Path("scalable.yaml").write_text(
+        json.dumps(
+            {
+                "version": 1,
+                "project": {"name": "t", "storage_options": {f"s3://{bucket}": options}},
+            }
+        )
+    )
     fed = Catalog().snapshot()
     Path(".scalable/catalog.sqlite").unlink()
     code, out, err = cli(capsys, "reindex", url, "--runs-dir", "nowhere", "--json")
@@ -166,8 +171,9 @@ def test_as_a_subprocess(project: Path) -> None:
     env = {**os.environ, "SCALABLE_DIGEST_CACHE": "off"}
 
     def run(*argv: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "scalable", *argv], capture_output=True, text=True, env=env,
-                              timeout=120)
+        return subprocess.run(
+            [sys.executable, "-m", "scalable", *argv], capture_output=True, text=True, env=env, timeout=120
+        )
 
     listed = run("runs", "list", "--json")
     assert listed.returncode == 0 and [r["run_id"] for r in json.loads(listed.stdout)] == [run_id]

@@ -35,8 +35,10 @@ QUICK_CHECK_MAX_BYTES = 128 * 2**20
 _COLUMNS = ", ".join(schema.ARTIFACT_COLUMNS)
 _MARKS = ", ".join("?" * len(schema.ARTIFACT_COLUMNS))
 _RANK = "(created_at, ifnull(task, ''), ifnull(name, ''), ifnull(kind, ''), metadata)"
-_EXCLUDED_RANK = "(excluded.created_at, ifnull(excluded.task, ''), ifnull(excluded.name, ''), " \
+_EXCLUDED_RANK = (
+    "(excluded.created_at, ifnull(excluded.task, ''), ifnull(excluded.name, ''), "
     "ifnull(excluded.kind, ''), excluded.metadata)"
+)
 # One recording per (store, key, digest, run): the earliest wins, as in rebuild.recording_rank.
 _UPSERT = (
     f"INSERT INTO artifacts ({_COLUMNS}) VALUES ({_MARKS}) "
@@ -74,8 +76,9 @@ class Catalog:
     Safe to share between threads; several processes may open the same file.
     """
 
-    def __init__(self, path: PathLike | None = None, *, runs_dir: PathLike | None = None,
-                 timeout: float = 30.0) -> None:
+    def __init__(
+        self, path: PathLike | None = None, *, runs_dir: PathLike | None = None, timeout: float = 30.0
+    ) -> None:
         if path is None and catalog_disabled():
             raise CatalogError(f"the catalog is turned off ({CATALOG_ENV}=off): unset {CATALOG_ENV} to use it")
         self.path = Path(path).expanduser() if path is not None else default_catalog_path()
@@ -89,7 +92,6 @@ class Catalog:
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, timeout=self.timeout, check_same_thread=False, isolation_level=None)
         conn.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
-        conn.execute("PRAGMA cache_size = -65536")  # up to 64 MiB of pages: bulk loads and index builds spill less
         return conn
 
     def _check(self, conn: sqlite3.Connection) -> str | None:
@@ -132,12 +134,15 @@ class Catalog:
         try:
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")
+            conn.execute("PRAGMA cache_size = -65536")  # up to 64 MiB of pages: bulk loads and index builds spill less
             with self._write(conn):
                 schema.create(conn)
         except sqlite3.DatabaseError as exc:
             conn.close()
-            raise CatalogError(f"cannot write the catalog {self.path} ({exc}): check the disk and its permissions, "
-                               f"or set {CATALOG_ENV} to another path") from None
+            raise CatalogError(
+                f"cannot write the catalog {self.path} ({exc}): check the disk and its permissions, "
+                f"or set {CATALOG_ENV} to another path"
+            ) from None
         if problem is not None:
             self._conn = conn
             if runs_dir is not None:
@@ -286,8 +291,19 @@ class Catalog:
         with self._reading():
             if run is not None:
                 run = query.resolve_run(self._conn, run, str(self.path), recorded=True)
-            return query.find_artifacts(self._conn, run=run, task=task, kind=kind, name=name, digest=digest,
-                                        store=store, key=key, since=since, until=until, limit=limit)
+            return query.find_artifacts(
+                self._conn,
+                run=run,
+                task=task,
+                kind=kind,
+                name=name,
+                digest=digest,
+                store=store,
+                key=key,
+                since=since,
+                until=until,
+                limit=limit,
+            )
 
     def runs_for_digest(self, digest: str) -> list[str]:
         """Which runs produced these bytes: run ids that recorded ``digest``, earliest first."""

@@ -61,7 +61,11 @@ class CatalogFeed:
             self._failed = True
             log.warning(
                 "run %s: could not %s in the catalog (%s: %s); the run goes on without it, "
-                "and `scalable reindex STORE` rebuilds the catalog", self.run_id, what, type(exc).__name__, exc,
+                "and `scalable reindex STORE` rebuilds the catalog",
+                self.run_id,
+                what,
+                type(exc).__name__,
+                exc,
             )
 
     def recorded(self, event: Event) -> None:

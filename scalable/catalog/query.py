@@ -92,7 +92,8 @@ def runs_for_digest(conn: sqlite3.Connection, digest: str) -> list[str]:
 def list_runs(conn: sqlite3.Connection, *, limit: int | None = None) -> list[tuple[RunRow, int]]:
     """Runs, newest first, each with how many artifacts it recorded."""
     sql = (
-        "SELECT " + ", ".join(f"r.{c}" for c in RUN_COLUMNS)
+        "SELECT "
+        + ", ".join(f"r.{c}" for c in RUN_COLUMNS)
         + ", (SELECT count(*) FROM artifacts a WHERE a.run_id = r.run_id) FROM runs r"
         " ORDER BY r.started_at DESC, r.run_id DESC"
     )

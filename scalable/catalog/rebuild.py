@@ -99,9 +99,9 @@ class _Merge:
                 self.recorded[ident] = row
 
 
-def collect(stores: Sequence[ArtifactStore], runs_dirs: Iterable[str | Path]) -> tuple[
-    list[ArtifactRow], list[RunRow], RebuildReport
-]:
+def collect(
+    stores: Sequence[ArtifactStore], runs_dirs: Iterable[str | Path]
+) -> tuple[list[ArtifactRow], list[RunRow], RebuildReport]:
     """Every row the catalog holds when derived from ``stores`` and ``runs_dirs``."""
     started = time.perf_counter()
     report = RebuildReport()

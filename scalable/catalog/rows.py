@@ -190,10 +190,18 @@ def run_row_from_docs(run: Mapping[str, Any], summary: Mapping[str, Any] | None)
         tasks=tasks,
         cache_hit_rate=hit_rate,
         run_json=json.dumps(dict(run), sort_keys=True, separators=(",", ":"), default=str),
-        summary_json=None if summary is None else json.dumps(dict(summary), sort_keys=True, separators=(",", ":"),
-                                                             default=str),
+        summary_json=None
+        if summary is None
+        else json.dumps(dict(summary), sort_keys=True, separators=(",", ":"), default=str),
     )
 
 
-__all__ = ["ArtifactRow", "RunRow", "artifact_row_from_event", "artifact_row_from_ref", "iso_utc",
-           "run_row_from_docs", "store_of"]
+__all__ = [
+    "ArtifactRow",
+    "RunRow",
+    "artifact_row_from_event",
+    "artifact_row_from_ref",
+    "iso_utc",
+    "run_row_from_docs",
+    "store_of",
+]

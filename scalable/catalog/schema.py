@@ -94,8 +94,15 @@ QUERY_INDEXES = (
     "CREATE INDEX IF NOT EXISTS runs_started ON runs(started_at)",
 )
 
-_INDEX_NAMES = ("artifacts_run", "artifacts_digest", "artifacts_name", "artifacts_task", "artifacts_kind",
-                "artifacts_created", "runs_started")
+_INDEX_NAMES = (
+    "artifacts_run",
+    "artifacts_digest",
+    "artifacts_name",
+    "artifacts_task",
+    "artifacts_kind",
+    "artifacts_created",
+    "runs_started",
+)
 
 
 def create(conn: sqlite3.Connection) -> None:
@@ -126,5 +133,12 @@ def drop(conn: sqlite3.Connection) -> None:
     conn.execute("DROP TABLE IF EXISTS runs")
 
 
-__all__ = ["ARTIFACT_COLUMNS", "RUN_COLUMNS", "SCHEMA_VERSION", "create", "create_query_indexes",
-           "drop", "drop_query_indexes"]
+__all__ = [
+    "ARTIFACT_COLUMNS",
+    "RUN_COLUMNS",
+    "SCHEMA_VERSION",
+    "create",
+    "create_query_indexes",
+    "drop",
+    "drop_query_indexes",
+]

@@ -89,8 +89,9 @@ def _read(path: Path) -> bytes | None:
 
 def read_run_dir(run_dir: Path) -> RunTelemetry:
     """The telemetry in a local run directory."""
-    return telemetry_from_docs(_read(run_dir / RUN_JSON), _read(run_dir / SUMMARY_JSON),
-                               _read(run_dir / ARTIFACTS_JSONL))
+    return telemetry_from_docs(
+        _read(run_dir / RUN_JSON), _read(run_dir / SUMMARY_JSON), _read(run_dir / ARTIFACTS_JSONL)
+    )
 
 
 def iter_run_dirs(runs_dir: Path) -> Iterator[Path]:
@@ -136,8 +137,9 @@ class RefEntry:
 
     @classmethod
     def from_ref(cls, ref: ArtifactRef) -> RefEntry:
-        return cls(ref.key, ref.uri, str(ref.kind), ref.digest, ref.size_bytes, iso_utc(ref.created_at),
-                   dict(ref.metadata))
+        return cls(
+            ref.key, ref.uri, str(ref.kind), ref.digest, ref.size_bytes, iso_utc(ref.created_at), dict(ref.metadata)
+        )
 
 
 def iter_store_refs(store: ArtifactStore) -> Iterator[RefEntry]:
@@ -183,8 +185,14 @@ def _fast_entry(data: bytes, key: str) -> RefEntry | None:
         if doc.get("format") != RECORD_FORMAT or ref.get("key") != key or set(ref) - _REF_FIELDS:
             return None
         digest, size, kind, meta = ref["digest"], ref["size_bytes"], ref["kind"], ref.get("metadata", {})
-        if (_SHA256.fullmatch(digest) is None or type(size) is not int or size < 0 or kind not in _KINDS
-                or not isinstance(meta, dict) or not isinstance(ref["uri"], str)):
+        if (
+            _SHA256.fullmatch(digest) is None
+            or type(size) is not int
+            or size < 0
+            or kind not in _KINDS
+            or not isinstance(meta, dict)
+            or not isinstance(ref["uri"], str)
+        ):
             return None
         return RefEntry(key, ref["uri"], kind, digest, size, iso_utc(ref["created_at"]), meta)
     except (ValueError, KeyError, TypeError, AttributeError):
@@ -209,5 +217,14 @@ def _local_refs(store: LocalArtifactStore) -> Iterator[RefEntry]:
         yield entry if entry is not None else RefEntry.from_ref(RefRecord.from_bytes(data, key, store.uri).ref)
 
 
-__all__ = ["RefEntry", "RunTelemetry", "iter_run_dirs", "iter_store_refs", "read_run_dir", "read_store_telemetry",
-           "recorded_rows", "telemetry_from_docs", "telemetry_key"]
+__all__ = [
+    "RefEntry",
+    "RunTelemetry",
+    "iter_run_dirs",
+    "iter_store_refs",
+    "read_run_dir",
+    "read_store_telemetry",
+    "recorded_rows",
+    "telemetry_from_docs",
+    "telemetry_key",
+]

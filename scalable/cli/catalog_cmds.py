@@ -82,8 +82,14 @@ def _artifact_table(rows: list[ArtifactRow], *, with_run: bool) -> Any:
         table.add_column(column, no_wrap=column in ("run", "digest", "recorded"))
     for row in rows:
         cells = [row.run_id or "-"] if with_run else []
-        cells += [row.name or "-", row.kind or "-", row.task or "-", _size(row.size_bytes), row.digest[:15],
-                  _short_time(row.created_at)]
+        cells += [
+            row.name or "-",
+            row.kind or "-",
+            row.task or "-",
+            _size(row.size_bytes),
+            row.digest[:15],
+            _short_time(row.created_at),
+        ]
         table.add_row(*cells)
     return table
 
@@ -101,8 +107,10 @@ def runs_list(
         out.json([_run_summary(run, count) for run, count in runs])
         return
     if not runs:
-        out.print("no runs in the catalog: a session adds its run when it starts; "
-                  "`scalable reindex STORE` adds the runs recorded in a store")
+        out.print(
+            "no runs in the catalog: a session adds its run when it starts; "
+            "`scalable reindex STORE` adds the runs recorded in a store"
+        )
         return
     from rich.table import Table
 
@@ -110,8 +118,15 @@ def runs_list(
     for column in ("run id", "status", "started", "target", "tasks", "artifacts", "hit rate"):
         table.add_column(column, no_wrap=column in ("run id", "started"))
     for run, count in runs:
-        table.add_row(run.run_id, run.status or "-", _short_time(run.started_at), run.target or "-",
-                      "-" if run.tasks is None else str(run.tasks), str(count), _rate(run.cache_hit_rate))
+        table.add_row(
+            run.run_id,
+            run.status or "-",
+            _short_time(run.started_at),
+            run.target or "-",
+            "-" if run.tasks is None else str(run.tasks),
+            str(count),
+            _rate(run.cache_hit_rate),
+        )
     _print_table(out, table)
 
 
@@ -159,13 +174,21 @@ def runs_show(
         tasks = summary.get("tasks") or {}
         durations = summary.get("durations_s") or {}
         total = durations.get("total")
-        out.print(f"  tasks       {tasks.get('submitted', 0)} submitted, {tasks.get('finished', 0)} finished, "
-                  f"{tasks.get('failed', 0)} failed" + (f", {total:.2f} s in tasks" if total else ""), markup=False)
+        out.print(
+            f"  tasks       {tasks.get('submitted', 0)} submitted, {tasks.get('finished', 0)} finished, "
+            f"{tasks.get('failed', 0)} failed" + (f", {total:.2f} s in tasks" if total else ""),
+            markup=False,
+        )
         cache = summary.get("cache") or {}
-        out.print(f"  cache       {cache.get('hits', 0)} hits, {cache.get('misses', 0)} misses "
-                  f"(hit rate {_rate(cache.get('hit_rate'))})", markup=False)
-        out.print(f"  artifacts   {summary.get('artifacts', 0)} recorded, {_size(int(summary.get('bytes') or 0))}",
-                  markup=False)
+        out.print(
+            f"  cache       {cache.get('hits', 0)} hits, {cache.get('misses', 0)} misses "
+            f"(hit rate {_rate(cache.get('hit_rate'))})",
+            markup=False,
+        )
+        out.print(
+            f"  artifacts   {summary.get('artifacts', 0)} recorded, {_size(int(summary.get('bytes') or 0))}",
+            markup=False,
+        )
     if artifacts:
         _print_table(out, _artifact_table(artifacts, with_run=False))
 
@@ -185,8 +208,9 @@ def find(
     """Find artifacts in the catalog by run, task, kind, name, digest and time (every filter given must match)."""
     out = Output(json_mode=json_mode)
     with open_catalog(out) as catalog:
-        rows = catalog.find(run=run, task=task, kind=kind, name=name, digest=digest, since=since, until=until,
-                            limit=limit)
+        rows = catalog.find(
+            run=run, task=task, kind=kind, name=name, digest=digest, since=since, until=until, limit=limit
+        )
         runs = catalog.runs_for_digest(digest) if digest is not None else None
     if json_mode:
         out.json([row.to_dict() for row in rows])
@@ -201,10 +225,13 @@ def find(
 
 @app.command("reindex")
 def reindex(
-    stores: Annotated[list[str], typer.Argument(help="The stores to index (STORE, e.g. ./artifacts or s3://b/p).",
-                                                show_default=False)],
-    runs_dir: Annotated[Path | None, typer.Option("--runs-dir", help="Local runs directory to read too "
-                                                  "(default: the settings' runs_dir).")] = None,
+    stores: Annotated[
+        list[str], typer.Argument(help="The stores to index (STORE, e.g. ./artifacts or s3://b/p).", show_default=False)
+    ],
+    runs_dir: Annotated[
+        Path | None,
+        typer.Option("--runs-dir", help="Local runs directory to read too (default: the settings' runs_dir)."),
+    ] = None,
     json_mode: JsonOpt = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")] = False,
 ) -> None:
@@ -217,8 +244,9 @@ def reindex(
     for text in stores:
         store, prefix = open_store(text, need_key=False)
         if prefix:
-            raise UnsupportedURIError(f"{text!r} names a prefix: reindex takes whole stores, as in "
-                                      f"'{text.partition('#')[0]}'")
+            raise UnsupportedURIError(
+                f"{text!r} names a prefix: reindex takes whole stores, as in '{text.partition('#')[0]}'"
+            )
         opened.append(store)
     local_runs = runs_dir if runs_dir is not None else default_runs_dir()
     with open_catalog(out, local_runs) as catalog:
