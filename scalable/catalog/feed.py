@@ -36,6 +36,7 @@ class CatalogFeed:
         self.path = path
         self._catalog: Catalog | None = None
         self._failed = False
+        self._lock = threading.Lock()  # thread workers of a LocalCluster record from several threads
 
     @classmethod
     def start(cls, run_id: str, run_dir: PathLike) -> CatalogFeed | None:
@@ -49,6 +50,10 @@ class CatalogFeed:
         return feed
 
     def _guard(self, what: str, action: Any) -> None:
+        with self._lock:
+            self._guarded(what, action)
+
+    def _guarded(self, what: str, action: Any) -> None:
         if self._failed:
             return
         try:
@@ -82,12 +87,13 @@ class CatalogFeed:
         self.ingest()
         with _feeds_lock:
             _feeds.pop(self.run_id, None)
-        if self._catalog is not None:
-            try:
-                self._catalog.close()
-            except Exception:  # pragma: no cover - closing a SQLite handle does not fail in practice
-                pass
-            self._catalog = None
+        with self._lock:
+            if self._catalog is not None:
+                try:
+                    self._catalog.close()
+                except Exception:  # pragma: no cover - closing a SQLite handle does not fail in practice
+                    pass
+                self._catalog = None
 
 
 def notify_recorded(event: Event) -> None:
