@@ -283,7 +283,7 @@ def test_a_killed_jsonl_writer_never_leaves_a_torn_line_inside_a_stream(tmp_path
         delay = rng.uniform(0, 0.15)
         outcome, _ = run_and_kill(_workers.stream_child, (str(path), trial, rng.randrange(2**31)), delay)
         where = f"trial {trial} ({outcome} after {delay:.3f} s, seed {SEED})"
-        data = path.read_bytes()
+        data = path.read_bytes() if path.exists() else b""  # killed before its first write: no file yet
         lines = data.split(b"\n")
         tail = lines.pop()  # b"" when the file ends with a newline, else the torn last line
         if tail:
