@@ -48,7 +48,7 @@ def test_runs_list_shows_each_run_newest_first(project: Path, capsys: pytest.Cap
     code, out, err = cli(capsys, "runs", "list")
     assert (code, err) == (0, "")
     lines = out.splitlines()
-    assert lines[0].split() == ["run", "id", "status", "started", "target", "tasks", "artifacts", "hit", "rate"]
+    assert " ".join(lines[0].split()) == "run id status started (UTC) target tasks artifacts cache hit rate"
     assert lines[1].split()[:2] == [second, "finished"] and lines[1].split()[-3:] == ["0", "2", "-"]
     assert lines[2].split()[:2] == [first, "finished"] and lines[2].split()[-3:] == ["0", "1", "-"]
 

@@ -115,8 +115,8 @@ def runs_list(
     from rich.table import Table
 
     table = Table(box=None, header_style="bold")
-    for column in ("run id", "status", "started", "target", "tasks", "artifacts", "hit rate"):
-        table.add_column(column, no_wrap=column in ("run id", "started"))
+    for column in ("run id", "status", "started (UTC)", "target", "tasks", "artifacts", "cache hit rate"):
+        table.add_column(column, no_wrap=column in ("run id", "started (UTC)"))
     for run, count in runs:
         table.add_row(
             run.run_id,
