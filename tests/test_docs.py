@@ -328,14 +328,19 @@ def page_runs(
     """
     runs: dict[str, PageRun | str] = {}
     envs: dict[str, dict[str, str]] = {}
-    for page in RUNNABLE:  # servers first, so that they do not start while pages run
+    selected = {  # only the pages whose tests are selected (-k)
+        item.callspec.params["page"].name
+        for item in request.session.items
+        if getattr(item, "originalname", "") == "test_examples_run" and hasattr(item, "callspec")
+    }
+    for page in (p for p in RUNNABLE if p.name in selected):  # servers first, so that they do not start while pages run
         try:
             envs[page.name] = {**base_env(), **server_env(request, page)}
         except pytest.skip.Exception as exc:  # a server that cannot be installed here skips only its pages
             runs[page.name] = f"{page.name}: {exc}"
     try:
         for page in RUNNABLE:
-            if page.name in envs:
+            if page.name in envs:  # selected, and its servers are there
                 workdir = tmp_path_factory.mktemp(page.path.stem) / "cwd"
                 workdir.mkdir()
                 runs[page.name] = start_page(page, workdir, envs[page.name])
