@@ -16,7 +16,7 @@ os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
 from scalable import build_artifact_store
 from scalable.artifacts.store import BaseArtifactStore
 
-pytest_plugins = ["tests.servers.plugin"]
+pytest_plugins = ["tests.servers.plugin", "tests.secret_scan"]
 
 #: Every backend the contract suite runs against. Object stores need their test server.
 BACKENDS = ["local", "memory", "s3", "gcs", "azure"]

@@ -75,6 +75,10 @@ class _AttemptProgress(Callback):
             self._sent = 0
 
 
+#: Drivers' "no usable credentials" errors (botocore, google-auth): not a ``PermissionError``, same remedy.
+_NO_CREDENTIALS = frozenset({"NoCredentialsError", "PartialCredentialsError", "DefaultCredentialsError"})
+
+
 def _safe_reason(exc: BaseException, options: dict[str, Any]) -> str:
     """The first line of a driver's error, left out if it repeats a storage option's value (a secret)."""
     text = (str(exc).strip().splitlines() or [""])[0][:200]
@@ -115,8 +119,15 @@ class FsspecArtifactStore(BaseArtifactStore):
         create: bool = False,
         retry_policy: RetryPolicy = DEFAULT_POLICY,
     ) -> None:
-        protocol, _ = split_protocol(uri)
+        protocol, rest = split_protocol(uri)
         self.protocol = protocol or "file"
+        if self.protocol in ATOMIC_UPLOAD_PROTOCOLS and "@" in rest.split("/", 1)[0]:
+            # s3fs & co. would take "key:secret@bucket" for a bucket name and echo it in their errors.
+            raise UnsupportedURIError(
+                f"{redact_uri(uri)!r} carries credentials in the URI, which {self.protocol}:// does not take: "
+                "give them as storage options (key=..., secret=...; the manifest's storage_options) or in "
+                "the environment (e.g. AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY), and drop them from the URI"
+            )
         options = {"use_listings_cache": False, **(storage_options or {})}
         self.storage_options = options
         try:
@@ -175,7 +186,7 @@ class FsspecArtifactStore(BaseArtifactStore):
             raise self._access_denied(what, exc) from None
         except Exception as exc:
             status = http_status(exc)
-            if status in (401, 403):
+            if status in (401, 403) or type(exc).__name__ in _NO_CREDENTIALS:
                 raise self._access_denied(what, exc) from None
             if is_transient(exc):
                 raise StoreUnavailableError(
