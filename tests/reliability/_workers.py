@@ -92,7 +92,7 @@ def stream_child(conn: Connection, path: str, writer: int, seed: int) -> None:
     conn.send("go")
     seq = 0
     while True:
-        size = rng.choice((10, 100, 1000, 64 * 1024, 512 * 1024))
+        size = rng.choice((10, 100, 1000, 10, 100, 1000, 64 * 1024, 256 * 1024))
         stream.write(Tick(event="test.tick", writer=writer, seq=seq, pad="x" * size))
         seq += 1
 

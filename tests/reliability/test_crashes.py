@@ -274,37 +274,42 @@ def _tier_entries(local_dir: Path, remote: str, options: dict[str, Any], key: st
 
 
 def test_a_killed_jsonl_writer_never_leaves_a_torn_line_inside_a_stream(tmp_path: Path, tally: Tally) -> None:
-    path = tmp_path / "run" / "tasks.jsonl"
     rng = _rng("jsonl")
     problems: list[str] = []
-    torn_lines: set[int] = set()  # line numbers (from 1) of torn tails that later writers closed
     n = trials(10, 100)
-    for trial in range(n):
-        delay = rng.uniform(0, 0.15)
-        outcome, _ = run_and_kill(_workers.stream_child, (str(path), trial, rng.randrange(2**31)), delay)
-        where = f"trial {trial} ({outcome} after {delay:.3f} s, seed {SEED})"
-        data = path.read_bytes() if path.exists() else b""  # killed before its first write: no file yet
-        lines = data.split(b"\n")
-        tail = lines.pop()  # b"" when the file ends with a newline, else the torn last line
-        if tail:
-            torn_lines.add(len(lines) + 1)
-        for number, line in enumerate(lines, start=1):
-            if number not in torn_lines and not _is_event(line):
-                problems.append(f"{where}: line {number} is not whole JSON: {line[:80]!r}...")
-        marker = Event(event="test.marker", run_id=f"trial-{trial}")
-        with JsonlStream(path) as stream:
-            stream.write(marker)
-        last = path.read_bytes().split(b"\n")[-2]
-        if not _is_event(last) or Event.model_validate_json(last).run_id != marker.run_id:
-            problems.append(f"{where}: the next writer's event did not land whole on its own line: {last[:80]!r}")
-    log = read_events(path, warn=False)
-    if log.skipped != len(torn_lines):
-        problems.append(f"read_events skipped {log.skipped} lines, but {len(torn_lines)} were torn by kills")
-    markers = [e for e in log.events if e.event == "test.marker"]
-    if len(markers) != n:
-        problems.append(f"read_events found {len(markers)} of the {n} markers written after kills")
+    torn = events = 0
+    for block in range(0, n, 10):  # ten kills per stream, so a stream stays small enough to re-read
+        path = tmp_path / f"run-{block}" / "tasks.jsonl"
+        torn_lines: set[int] = set()  # line numbers (from 1) of torn tails that later writers closed
+        kills = range(block, min(block + 10, n))
+        for trial in kills:
+            delay = rng.uniform(0, 0.15)
+            outcome, _ = run_and_kill(_workers.stream_child, (str(path), trial, rng.randrange(2**31)), delay)
+            where = f"trial {trial} ({outcome} after {delay:.3f} s, seed {SEED})"
+            data = path.read_bytes() if path.exists() else b""  # killed before its first write: no file yet
+            lines = data.split(b"\n")
+            tail = lines.pop()  # b"" when the file ends with a newline, else the torn last line
+            if tail:
+                torn_lines.add(len(lines) + 1)
+            for number, line in enumerate(lines, start=1):
+                if number not in torn_lines and not _is_event(line):
+                    problems.append(f"{where}: line {number} is not whole JSON: {line[:80]!r}...")
+            marker = Event(event="test.marker", run_id=f"trial-{trial}")
+            with JsonlStream(path) as stream:
+                stream.write(marker)
+            last = path.read_bytes().split(b"\n")[-2]
+            if not _is_event(last) or Event.model_validate_json(last).run_id != marker.run_id:
+                problems.append(f"{where}: the next writer's event did not land whole on its own line: {last[:80]!r}")
+        log = read_events(path, warn=False)
+        if log.skipped != len(torn_lines):
+            problems.append(f"{path}: read_events skipped {log.skipped} lines, but {len(torn_lines)} were torn")
+        markers = [e for e in log.events if e.event == "test.marker"]
+        if len(markers) != len(kills):
+            problems.append(f"{path}: read_events found {len(markers)} of the {len(kills)} markers written")
+        torn += len(torn_lines)
+        events += len(log.events)
     tally.add("crash: jsonl stream", trials=n, failures=len(problems))
-    print(f"jsonl: {len(torn_lines)} torn tails in {n} kills, {len(log.events)} events, seed {SEED}")
+    print(f"jsonl: {torn} torn tails in {n} kills, {events} events, seed {SEED}")
     assert not problems, "\n".join(problems)
 
 
