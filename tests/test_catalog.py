@@ -117,6 +117,16 @@ def test_worker_processes_records_reach_the_catalog_at_close(project: Path) -> N
     assert rebuilt(project, [store], [runs_dir]).snapshot() == catalog.snapshot()
 
 
+def test_the_driver_s_recordings_are_in_the_catalog_at_once(project: Path) -> None:
+    store = build_artifact_store(project / "artifacts")
+    with ScalableSession(target=THREADS, store=store, runs_dir=project / ".scalable" / "runs") as session:
+        session.record_artifact(write(project / "a.txt", "alpha"), name="a.txt", kind="input")
+        catalog = Catalog()
+        assert catalog.run(session.run_id).status == "running"
+        assert [(r.name, r.kind, r.task) for r in catalog.find(run=session.run_id)] == [("a.txt", "input", None)]
+    assert catalog.run(session.run_id).status == "finished"
+
+
 def test_an_overwritten_artifact_keeps_the_run_that_made_its_old_bytes(project: Path) -> None:
     store = build_artifact_store(project / "artifacts")
     runs_dir = project / ".scalable" / "runs"
