@@ -27,7 +27,7 @@ import s3fs  # noqa: F401 - imported here so that the forkserver preloads it
 
 from scalable import build_artifact_store
 from scalable.cache import cacheable, configure_cache
-from scalable.errors import ArtifactNotFoundError
+from scalable.errors import ArtifactChangingError, ArtifactNotFoundError
 from scalable.telemetry import JsonlStream
 from scalable.telemetry.events import Event
 
@@ -134,7 +134,8 @@ def mixed_worker(
     """Put, get, overwrite and delete ``ops`` times at random over shared keys; write what happened as JSON.
 
     Every read is verified by the store and its bytes must name their key. A read or delete of
-    a key that is not there (deleted concurrently) is legitimate; any other exception is a
+    a key that is not there (deleted concurrently) is legitimate, and so is a read that lost to
+    overwrites ten times (``ArtifactChangingError``: no bytes returned); any other exception is a
     failure. ``written`` lists each committed digest per key, so the parent can check the final
     state.
     """
@@ -145,7 +146,7 @@ def mixed_worker(
     written: dict[str, list[str]] = {}
     read: dict[str, list[str]] = {}
     last: dict[str, bytes] = {}
-    counts = {"put": 0, "get": 0, "delete": 0, "absent": 0}
+    counts = {"put": 0, "get": 0, "delete": 0, "absent": 0, "changing": 0}
     failures: list[str] = []
     _wait_until(start_at)
     for seq in range(ops):
@@ -210,6 +211,8 @@ def mixed_worker(
                 counts["delete"] += 1
         except ArtifactNotFoundError:
             counts["absent"] += 1
+        except ArtifactChangingError:  # overwritten ten times while read: the documented answer, no bytes
+            counts["changing"] += 1
         except Exception as exc:
             failures.append(f"op {seq} on {key!r}: {type(exc).__name__}: {exc}\n{traceback.format_exc(limit=6)}")
     doc = {"written": written, "read": read, "counts": counts, "failures": failures}
