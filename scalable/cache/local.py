@@ -72,6 +72,8 @@ class LocalTier:
                 "or pass local_dir= to @cacheable or configure_cache()"
             ) from exc
         self.size_limit = size_limit
+        self._write_failures = 0
+        self._failures_lock = threading.Lock()
         self._touched: set[str] = set()
         self._last_flush = time.monotonic()
         _open_tiers.add(self)
@@ -94,14 +96,35 @@ class LocalTier:
         try:
             self.cache.set(key, data, tag=tag)
         except Exception as exc:
-            log.warning("local cache %s: writing %s failed (%s); not cached here", self.directory, key, exc)
+            self._write_failed(key, exc)
             return False
+        if self._write_failures:
+            with self._failures_lock:
+                failures, self._write_failures = self._write_failures, 0
+            if failures:
+                log.info("local cache %s: writes succeed again after %d failure(s)", self.directory, failures)
         try:
             if self.cache.volume() > self.size_limit:
                 self.evict_least_recently_used(keep=key)
         except Exception as exc:  # the entry is stored; only the size bound is late
             log.warning("local cache %s: evicting old entries failed (%s)", self.directory, exc)
         return True
+
+    def _write_failed(self, key: str, exc: BaseException) -> None:
+        """Log a failed write: a warning for the first of a burst (a full disk fails every write), then debug."""
+        with self._failures_lock:
+            self._write_failures += 1
+            first = self._write_failures == 1
+        if first:
+            log.warning(
+                "local cache %s: writing %s failed (%s); results are computed and returned but not cached here "
+                "until writes succeed again (free space, or set SCALABLE_CACHE_DIR or SCALABLE_CACHE_SIZE_LIMIT)",
+                self.directory,
+                key,
+                exc,
+            )
+        else:
+            log.debug("local cache %s: writing %s failed again (%s)", self.directory, key, exc)
 
     def evict_least_recently_used(self, keep: str | None = None, most: int = 64) -> int:
         """Remove entries, least recently used first, until the cache fits its size limit.

@@ -142,7 +142,7 @@ class RemoteTier:
             wait = min(self.backoff * 2 ** (self._failures - 1), self.backoff * 10)
             self._resting_until = time.monotonic() + wait
         error = _describe(exc)
-        if first:
+        if first:  # one warning and one event per burst of failures, not one per call or per retry
             log.warning(
                 "remote cache %s failed (%s: %s); calls go on with the local tier and by computing, "
                 "and the remote is tried again in %.3g s",
@@ -151,9 +151,9 @@ class RemoteTier:
                 error,
                 wait,
             )
+            events.emit("remote_error", remote=self.uri, operation=operation, error=error, retry_in=wait)
         else:
             log.debug("remote cache %s failed again (%s: %s); next try in %.3g s", self.uri, operation, error, wait)
-        events.emit("remote_error", remote=self.uri, operation=operation, error=error, retry_in=wait)
 
     def _succeeded(self) -> None:
         if self._failures:

@@ -157,10 +157,11 @@ def test_scalable_verify_lists_the_damaged_keys_and_exits_1(
     for key in keys:
         assert key in text, f"scalable verify did not name {key}: {text}"
     assert "Traceback" not in text
-    good = run_cli(["verify", f"{raw.cli_uri}#good/"], env=raw.cli_env)
-    assert good.returncode == 0, good.stdout + good.stderr
-    one = run_cli(["verify", f"{raw.cli_uri}#bad/file-flip"], env=raw.cli_env)
-    assert one.returncode == 1 and "bad/file-flip" in one.stdout + one.stderr
+    if backend == "local":  # STORE#PREFIX and STORE#KEY: parsing is the same for every backend
+        good = run_cli(["verify", f"{raw.cli_uri}#good/"], env=raw.cli_env)
+        assert good.returncode == 0, good.stdout + good.stderr
+        one = run_cli(["verify", f"{raw.cli_uri}#bad/file-flip"], env=raw.cli_env)
+        assert one.returncode == 1 and "bad/file-flip" in one.stdout + one.stderr
 
 
 # --------------------------------------------------------------------------- forged records
