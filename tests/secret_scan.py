@@ -19,6 +19,7 @@ from __future__ import annotations
 import inspect
 import os
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -64,6 +65,7 @@ def _record_files(folder: Path) -> Iterator[Path]:
     for dirpath, _dirnames, filenames in os.walk(folder):
         for name in filenames:
             if name in RECORD_NAMES or name.endswith(RECORD_SUFFIXES):
+                _stats["files"] += 1
                 yield Path(dirpath) / name
 
 
@@ -99,18 +101,25 @@ def _mask(report: pytest.TestReport) -> None:
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
     outcome = yield
+    began = time.perf_counter()
     report: pytest.TestReport = outcome.get_result()
-    if report.when != "teardown":
+    try:
+        if report.when != "teardown":
+            _mask(report)
+            return
+        _stats["tests"] += 1
+        leaks = _leaks(item, report)
         _mask(report)
-        return
-    leaks = _leaks(item, report)
-    _mask(report)
+    finally:
+        _stats["seconds"] += time.perf_counter() - began
     if leaks:
         report.outcome = "failed"
         report.longrepr = "a known test secret leaked into the test's output or run records:\n  " + "\n  ".join(leaks)
 
 
 _session_leaks: list[str] = []
+#: What the scan cost: tests and files searched, seconds spent (shown in the terminal summary).
+_stats = {"tests": 0, "files": 0, "seconds": 0.0}
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
@@ -118,12 +127,19 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     base = getattr(factory, "_basetemp", None)
     if base is None or not Path(base).is_dir():
         return
+    began = time.perf_counter()
     _session_leaks.extend(find_in_files(Path(base)))
+    _stats["seconds"] += time.perf_counter() - began
     if _session_leaks and session.exitstatus == 0:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if _stats["tests"]:
+        terminalreporter.write_line(
+            f"secret scan: {_stats['tests']} tests and {_stats['files']} run records searched "
+            f"in {_stats['seconds']:.2f} s"
+        )
     if _session_leaks:
         terminalreporter.section("secret scan: FAILED", red=True)
         terminalreporter.write_line("a known test secret is in run records written by the tests:")
