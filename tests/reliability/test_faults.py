@@ -7,13 +7,14 @@ fault was reported once (one warning and at most one error event), clearly, not 
 
 The S3 server is a private SeaweedFS (not the session-wide one), stopped by pid and started
 again on the same ports and data dir. The full disk is a 1 MiB tmpfs mounted for the test
-(root only; the test skips where ``mount`` is not allowed).
+(as root, or with passwordless sudo; the test skips where neither is allowed).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import subprocess
 import time
 import uuid
@@ -244,18 +245,31 @@ def test_remote_cache_unreachable_for_the_whole_run(
 
 @pytest.fixture
 def full_disk(tmp_path: Path) -> Iterator[Path]:
-    """A 1 MiB tmpfs (the local cache's disk), unmounted after the test."""
+    """A 1 MiB tmpfs (the local cache's disk), unmounted after the test.
+
+    As root, ``mount``; otherwise ``sudo -n mount`` (CI runners allow it), owned by this user.
+    Where neither is allowed the test skips: a real full disk is the point.
+    """
     mnt = tmp_path / "small-disk"
     mnt.mkdir()
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], capture_output=True, text=True, check=False
-    )
+    sudo = [] if os.geteuid() == 0 else ["sudo", "-n"]
+    options = f"size=1m,uid={os.getuid()},gid={os.getgid()},mode=0700"
+    try:
+        done = subprocess.run(
+            [*sudo, "mount", "-t", "tmpfs", "-o", options, "tmpfs", str(mnt)],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=30,
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        pytest.skip(f"cannot mount a small tmpfs here ({exc}): needs root or passwordless sudo")
     if done.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs here ({done.stderr.strip()}): needs root")
+        pytest.skip(f"cannot mount a small tmpfs here ({done.stderr.strip()}): needs root or passwordless sudo")
     try:
         yield mnt
     finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
+        subprocess.run([*sudo, "umount", "-l", str(mnt)], check=False, timeout=30)
 
 
 def test_local_cache_on_a_full_disk(
