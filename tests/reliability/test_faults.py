@@ -160,47 +160,52 @@ def test_s3_stopped_and_restarted_during_a_session(
     options = {**private_s3.storage_options, "config_kwargs": {"connect_timeout": 2, "retries": {"max_attempts": 2}}}
     _manifest(project, storage=storage, cache_dir="./cache", remote=remote, options={"s3://": options})
     configure_cache(remote_backoff=1.0)  # the remote tier rests 1 s after a failure, then is tried again
-    n = trials(6, 60)
-    before, during, after = list(range(n)), list(range(1000, 1000 + n)), list(range(2000, 2000 + n))
+    n, restarts = trials(6, 20), trials(1, 3)
     keys: list[str] = []
+    probes = 0
+
+    def members(phase: int, cycle: int) -> list[list[int]]:
+        return [[10_000 * cycle + 1000 * phase + m] for m in range(n)]
+
     with ScalableSession.from_yaml() as session:
-        assert _flat(session.gather(session.map(run_members, [[m] for m in before]))) == [64 * 1024] * n
-        keys += session.gather(session.map(record, range(n)))
-        private_s3.stop()
-        try:
-            assert _flat(session.gather(session.map(run_members, [[m] for m in during]))) == [64 * 1024] * n
-            with pytest.raises(StoreUnavailableError) as info:  # recording needs the store: a clear error
-                session.record_artifact(project / "scalable.yaml", name="during-outage.yaml")
-        finally:
-            private_s3.start()
-        assert private_s3.endpoint_url in str(info.value) and "did not answer" in str(info.value)
-        # Once its rest is over, the remote is tried again: fresh members until it answers (a few seconds).
-        deadline, probe = time.monotonic() + 40, 5000
-        while not any("answers again" in r.getMessage() for r in caplog.records):
-            assert time.monotonic() < deadline, "the remote cache did not come back after the restart"
-            assert session.gather(session.submit(run_members, [probe])) == [64 * 1024]
-            probe += 1
-            time.sleep(0.5)
-        assert _flat(session.gather(session.map(run_members, [[m] for m in after]))) == [64 * 1024] * n
-        keys += session.gather(session.map(record, range(n, 2 * n)))
+        for cycle in range(restarts):
+            assert _flat(session.gather(session.map(run_members, members(0, cycle)))) == [64 * 1024] * n
+            keys += session.gather(session.map(record, range(2 * n * cycle, 2 * n * cycle + n)))
+            private_s3.stop()
+            try:
+                assert _flat(session.gather(session.map(run_members, members(1, cycle)))) == [64 * 1024] * n
+                with pytest.raises(StoreUnavailableError) as info:  # recording needs the store: a clear error
+                    session.record_artifact(project / "scalable.yaml", name="during-outage.yaml")
+            finally:
+                private_s3.start()
+            assert private_s3.endpoint_url in str(info.value) and "did not answer" in str(info.value)
+            # Once its rest is over, the remote is tried again: fresh members until it answers (a few seconds).
+            deadline = time.monotonic() + 40
+            while sum("answers again" in r.getMessage() for r in caplog.records) <= cycle:
+                assert time.monotonic() < deadline, "the remote cache did not come back after the restart"
+                assert session.gather(session.submit(run_members, [900_000 + probes])) == [64 * 1024]
+                probes += 1
+                time.sleep(0.5)
+            assert _flat(session.gather(session.map(run_members, members(2, cycle)))) == [64 * 1024] * n
+            keys += session.gather(session.map(record, range(2 * n * cycle + n, 2 * n * (cycle + 1))))
         run_id, run_dir = session.run_id, session.run_dir
     summary = json.loads((run_dir / "summary.json").read_text())
-    assert summary["tasks"]["failed"] == 0 and summary["tasks"]["finished"] == 5 * n + probe - 5000
-    assert summary["artifacts"] == 2 * n
+    assert summary["tasks"]["failed"] == 0 and summary["tasks"]["finished"] == 5 * n * restarts + probes
+    assert summary["artifacts"] == 2 * n * restarts
     assert json.loads((run_dir / "run.json").read_text())["status"] == "finished"
     lost = _check_artifacts(storage, private_s3.storage_options, run_id, keys)
-    # The remote cache's outage: one warning, one error event; then it answers again (logged once).
+    # Each outage of the remote cache: one warning, one error event; then it answers again (logged once).
     remote_warnings = _warnings(caplog, "remote cache", "failed")
-    assert len(remote_warnings) == 1, remote_warnings
-    assert private_s3.endpoint_url in remote_warnings[0] or bucket in remote_warnings[0]
-    assert len([e for e in _cache_errors(run_dir) if e.get("tier") == "remote"]) == 1
-    assert any("answers again" in r.getMessage() for r in caplog.records)
-    # What was cached remotely after the restart is there and verifies.
+    assert len(remote_warnings) == restarts, remote_warnings
+    assert all(private_s3.endpoint_url in w for w in remote_warnings), remote_warnings
+    assert len([e for e in _cache_errors(run_dir) if e.get("tier") == "remote"]) == restarts
+    assert sum("answers again" in r.getMessage() for r in caplog.records) == restarts
+    # What was cached remotely after each restart is there and verifies.
     cache_store = build_artifact_store(remote, **private_s3.storage_options)
-    assert len(cache_store.list_artifacts("cache/")) >= 2 * n
+    assert len(cache_store.list_artifacts("cache/")) >= 2 * n * restarts
     for key in cache_store.list_artifacts("cache/"):
         cache_store.verify(key)
-    tally.add("faults: S3 restarted", trials=1, failures=0, lost=lost)
+    tally.add("faults: S3 restarted", trials=restarts, failures=0, lost=lost)
     assert lost == 0
 
 
