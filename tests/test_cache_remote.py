@@ -226,3 +226,50 @@ def test_with_a_secret_tampered_and_unsigned_remote_entries_are_refused_and_reco
     machine(tmp_path, "trusting", remote_uri, remote_options=options, secret=None)
     assert simulate(6) is None  # what Path.touch returned: the entry's code ran
     assert marker.exists()
+
+
+def test_a_request_that_outlives_a_reported_outage_is_not_reported_again(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A put begun during an outage that fails after the remote answered again is part of that outage.
+
+    Found by the reliability suite: a put hung through a server restart and timed out after
+    recovery, and the one outage was warned about twice.
+    """
+    import threading
+
+    from scalable.cache.remote import RemoteTier
+
+    store = build_artifact_store(tmp_path / "remote")
+    down = threading.Event()
+    release = threading.Event()
+
+    class Flaky:  # the real store, made unreachable on demand; one put hangs until released
+        uri = store.uri
+
+        def get_bytes(self, key: str) -> bytes:
+            if down.is_set():
+                raise ConnectionError("endpoint down")
+            return store.get_bytes(key)
+
+        def put_bytes(self, data: bytes, key: str, metadata: Any = None) -> Any:
+            release.wait(10)
+            raise ConnectionError("reset while the server restarted")
+
+    tier = RemoteTier(Flaky(), backoff=0.0, timeout=None)  # type: ignore[arg-type]
+    hung = threading.Thread(target=tier.put, args=("k" * 64, b"entry"))
+    with caplog.at_level(logging.INFO, logger="scalable.cache"):
+        hung.start()
+        down.set()
+        assert tier.get("a" * 64)[0] == "error"  # the outage: warned once
+        down.clear()
+        assert tier.get("b" * 64)[0] == "miss"  # answers again
+        release.set()
+        hung.join(10)  # the old put fails now: same outage, no second warning
+        assert tier.get("c" * 64)[0] == "miss"
+        down.set()
+        assert tier.get("d" * 64)[0] == "error"  # a new outage is reported
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    recoveries = [r.getMessage() for r in caplog.records if "answers again" in r.getMessage()]
+    assert len(warnings) == 2 and "endpoint down" in warnings[0] and "endpoint down" in warnings[1]
+    assert len(recoveries) == 1

@@ -57,6 +57,10 @@ class RemoteTier:
         self.timeout = timeout if timeout is None or timeout > 0 else None
         self._failures = 0
         self._resting_until = 0.0
+        #: When the last reported outage ended: a request begun before it that fails late (a
+        #: timeout that outlived the outage) belongs to that outage and is not reported again.
+        self._recovered_at = float("-inf")
+        self._reported = False
         self._lock = threading.Lock()
 
     @property
@@ -76,6 +80,7 @@ class RemoteTier:
         """
         if self.resting():
             return "resting", None, None
+        started = time.monotonic()
         try:
             data = self._within_timeout(lambda: self.store.get_bytes(entry_key(key)))
         except ArtifactNotFoundError:
@@ -86,7 +91,7 @@ class RemoteTier:
             self.refuse(key, f"stored bytes do not match their digest ({exc})")
             return "refused", None, None
         except Exception as exc:
-            self._failed("get", exc)
+            self._failed("get", exc, started)
             return "error", None, None
         self._succeeded()
         try:
@@ -100,10 +105,11 @@ class RemoteTier:
         """Store an entry; False if the remote failed or rests (logged, never raised)."""
         if self.resting():
             return False
+        started = time.monotonic()
         try:
             self._within_timeout(lambda: self.store.put_bytes(data, entry_key(key), metadata=metadata))
         except Exception as exc:
-            self._failed("put", exc)
+            self._failed("put", exc, started)
             return False
         self._succeeded()
         return True
@@ -135,10 +141,11 @@ class RemoteTier:
         log.warning("remote cache %s: refused the entry of %s: %s; computing instead", self.uri, key, reason)
         events.emit("refused", remote=self.uri, key=key, reason=reason)
 
-    def _failed(self, operation: str, exc: BaseException) -> None:
+    def _failed(self, operation: str, exc: BaseException, started: float) -> None:
         with self._lock:
             self._failures += 1
-            first = self._failures == 1
+            first = not self._reported and started >= self._recovered_at
+            self._reported = self._reported or first
             wait = min(self.backoff * 2 ** (self._failures - 1), self.backoff * 10)
             self._resting_until = time.monotonic() + wait
         error = _describe(exc)
@@ -159,7 +166,10 @@ class RemoteTier:
         if self._failures:
             with self._lock:
                 failures, self._failures = self._failures, 0
-            if failures:
+                reported, self._reported = self._reported, False
+                if reported:
+                    self._recovered_at = time.monotonic()
+            if failures and reported:
                 log.info("remote cache %s answers again after %d failure(s)", self.uri, failures)
                 events.emit("remote_ok", remote=self.uri, failures=failures)
 
