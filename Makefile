@@ -2,22 +2,22 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-PIP := $(PY) -m pip install --disable-pip-version-check -q
+PIP := $(PY) -m pip install --disable-pip-version-check -q -c constraints.txt
 
-.PHONY: demo test stress lint bench docs clean
+.PHONY: demo test stress lint bench docs constraints clean
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) -e .
 	touch $@
 
-$(VENV)/.test-installed: pyproject.toml scripts/install-test-servers.sh
+$(VENV)/.test-installed: pyproject.toml constraints.txt scripts/install-test-servers.sh
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) -e ".[test]"
 	bash scripts/install-test-servers.sh
 	touch $(VENV)/.installed $@
 
-$(VENV)/.docs-installed: pyproject.toml
+$(VENV)/.docs-installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) -e ".[docs]"
 	touch $(VENV)/.installed $@
@@ -52,6 +52,13 @@ bench: $(VENV)/.test-installed
 # from the code at build time; tests/test_docs.py builds it too and runs every example in it.
 docs: $(VENV)/.docs-installed
 	$(PY) -m sphinx -W --keep-going -b html docs docs/_build/html
+
+# Re-pin constraints.txt: resolve every extra afresh (no constraints) in a scratch venv and freeze it.
+constraints:
+	rm -rf .venv-pin && $(PYTHON) -m venv .venv-pin
+	.venv-pin/bin/python -m pip install --disable-pip-version-check -q -e ".[test,docs,bench]"
+	{ sed -n '1,3p' constraints.txt; .venv-pin/bin/python -m pip freeze --exclude-editable; } > constraints.txt.new
+	mv constraints.txt.new constraints.txt && rm -rf .venv-pin
 
 clean:
 	rm -rf $(VENV) artifacts .scalable .pytest_cache .ruff_cache docs/_build
