@@ -10,6 +10,7 @@ from scalable import (
     AccessDeniedError,
     BucketNotFoundError,
     StoreUnavailableError,
+    UnsupportedURIError,
     build_artifact_store,
 )
 from scalable.artifacts.retry import RetryPolicy, is_transient, should_retry
@@ -50,6 +51,13 @@ def test_missing_bucket_says_how_to_create_it(request: pytest.FixtureRequest, ba
     created = build_artifact_store(server.url(bucket, "prefix"), create=True, **server.storage_options)
     assert created.put_bytes(b"x", "k").size_bytes == 1
     assert created.get_bytes("k") == b"x"
+
+
+@pytest.mark.parametrize("bucket", ["[bad", "has space"])
+def test_a_bucket_name_s3_would_never_accept_is_a_uri_error(s3_server, bucket: str) -> None:
+    store = build_artifact_store(f"s3://{bucket}/prefix", **s3_server.storage_options)
+    with pytest.raises(UnsupportedURIError, match="check the bucket name"):
+        store.exists("k")
 
 
 def test_wrong_s3_credentials(s3_server) -> None:

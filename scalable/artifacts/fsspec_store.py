@@ -77,6 +77,8 @@ class _AttemptProgress(Callback):
 
 #: Drivers' "no usable credentials" errors (botocore, google-auth): not a ``PermissionError``, same remedy.
 _NO_CREDENTIALS = frozenset({"NoCredentialsError", "PartialCredentialsError", "DefaultCredentialsError"})
+#: Drivers' "this request cannot be sent" errors: a bucket name the service would never accept.
+_INVALID_REQUEST = frozenset({"ParamValidationError", "InvalidBucketName"})
 
 
 def _safe_reason(exc: BaseException, options: dict[str, Any]) -> str:
@@ -188,6 +190,11 @@ class FsspecArtifactStore(BaseArtifactStore):
             status = http_status(exc)
             if status in (401, 403) or type(exc).__name__ in _NO_CREDENTIALS:
                 raise self._access_denied(what, exc) from None
+            if type(exc).__name__ in _INVALID_REQUEST:
+                raise UnsupportedURIError(
+                    f"cannot {what} in {self.uri}: {self.endpoint} cannot be asked ({_one_line(exc)}); "
+                    "check the bucket name in the URI"
+                ) from None
             if is_transient(exc):
                 raise StoreUnavailableError(
                     f"cannot {what} in {self.uri}: {self.endpoint} did not answer, after retries "
