@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -179,3 +180,46 @@ def test_large_file_roundtrip_through_the_threaded_copy(local: LocalArtifactStor
     assert ref.digest == digests.digest_bytes(payload) and ref.size_bytes == len(payload)
     out = local.get("big.bin", tmp_path / "copy.bin")
     assert out.read_bytes() == payload
+
+
+def test_temporary_files_of_killed_writers_are_swept_and_live_ones_kept(tmp_path: Path) -> None:
+    """A put killed mid-write leaves its temporary file; the next store opened on the root removes it.
+
+    Found by the crash suite: each killed local put left up to its whole size in .scalable/tmp forever.
+    """
+    root = tmp_path / "store"
+    LocalArtifactStore(root)
+    tmp = root / TMP
+    old = time.time() - 3600
+    left = tmp / "left-by-a-killed-put"
+    left.write_bytes(b"x" * 1000)
+    os.utime(left, (old, old))
+    recent = tmp / "being-written-now"
+    recent.write_bytes(b"y")
+    held = tmp / "held-by-a-slow-writer"
+    held.write_bytes(b"z")
+    os.utime(held, (old, old))
+    # A live writer in another process holds its file's lock however old the file looks.
+    writer = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import fcntl,sys,time; f=open(sys.argv[1],'ab'); fcntl.flock(f, fcntl.LOCK_EX); "
+            "print('locked', flush=True); time.sleep(60)",
+            str(held),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert writer.stdout is not None and writer.stdout.readline().strip() == "locked"
+        store = LocalArtifactStore(root)
+        assert sorted(p.name for p in tmp.iterdir()) == ["being-written-now", "held-by-a-slow-writer"]
+        assert store.sweep_tmp(older_than=0) == 1  # the recent unlocked one, when asked to
+    finally:
+        writer.kill()
+        writer.wait()
+    assert store.sweep_tmp(older_than=0) == 1  # the writer is gone: its file is a leftover now
+    assert list(tmp.iterdir()) == []
+    ref = store.put_bytes(b"still works", "k")
+    assert store.get_bytes("k") == b"still works" and ref.size_bytes == 11

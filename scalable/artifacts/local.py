@@ -2,7 +2,9 @@
 
 Every write goes to a temporary file under ``.scalable/tmp`` on the same filesystem, is
 fsynced, and is renamed into place, so an object either exists whole or not at all,
-even across a power cut. Large writes start their write-back early (Linux
+even across a power cut. A writer holds a lock on its temporary file; a file left there
+by a killed writer (unlocked, untouched for :data:`STALE_TMP_SECONDS`) is removed the
+next time a store is opened on the root. Large writes start their write-back early (Linux
 ``sync_file_range``) so the final fsync overlaps with hashing instead of following it.
 """
 
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,6 +24,14 @@ from scalable.artifacts.digests import DigestCache
 from scalable.artifacts.store import OBJECTS, REFS, TMP, BaseArtifactStore
 from scalable.artifacts.transfer import LocalFileWriter
 from scalable.errors import StoreUnavailableError
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks, so leftovers are never swept
+    fcntl = None  # type: ignore[assignment]
+
+#: A temporary file untouched this long, and locked by no writer, was left by a killed put.
+STALE_TMP_SECONDS = 600.0
 
 
 def _fsync_dir(path: Path) -> None:
@@ -65,6 +76,33 @@ class LocalArtifactStore(BaseArtifactStore):
             ) from exc
         self.durable = durable
         super().__init__(self.root.as_uri(), max_concurrency=max_concurrency, digest_cache=digest_cache)
+        self.sweep_tmp()
+
+    def sweep_tmp(self, older_than: float = STALE_TMP_SECONDS) -> int:
+        """Remove temporary files left by killed writers; return how many were removed.
+
+        A file counts as left behind when no process holds its lock and it has not been
+        written for ``older_than`` seconds; a live writer's file is never touched.
+        """
+        if fcntl is None:
+            return 0
+        removed = 0
+        cutoff = time.time() - older_than
+        try:
+            entries = list(os.scandir(self.root / TMP))
+        except OSError:
+            return 0
+        for entry in entries:
+            try:
+                if not entry.is_file(follow_symlinks=False) or entry.stat().st_mtime > cutoff:
+                    continue
+                with open(entry.path, "rb") as f:
+                    fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)  # raises if a writer holds it
+                    os.unlink(entry.path)
+                removed += 1
+            except OSError:  # locked by a live writer, already gone, or not ours to remove
+                continue
+        return removed
 
     def _path(self, rel: str) -> Path:
         """``root / rel``, refused if a symlink inside the root leads it outside the root."""
@@ -82,6 +120,8 @@ class LocalArtifactStore(BaseArtifactStore):
         target = self._path(rel)
         tmp = self.root / TMP / uuid.uuid4().hex
         f = open(tmp, "wb", buffering=0)  # noqa: SIM115 - closed in the finally below, after the rename
+        if fcntl is not None:  # held until close: tells sweep_tmp this file is in use
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX)
         try:
             yield LocalFileWriter(f)
             if self.durable:
