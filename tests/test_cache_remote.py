@@ -256,7 +256,7 @@ def test_a_request_that_outlives_a_reported_outage_is_not_reported_again(
             release.wait(10)
             raise ConnectionError("reset while the server restarted")
 
-    tier = RemoteTier(Flaky(), backoff=0.0, timeout=None)  # type: ignore[arg-type]
+    tier = RemoteTier(Flaky(), backoff=0.0, timeout=None, settle=0.0)  # type: ignore[arg-type]
     hung = threading.Thread(target=tier.put, args=("k" * 64, b"entry"))
     with caplog.at_level(logging.INFO, logger="scalable.cache"):
         hung.start()
@@ -273,3 +273,40 @@ def test_a_request_that_outlives_a_reported_outage_is_not_reported_again(
     recoveries = [r.getMessage() for r in caplog.records if "answers again" in r.getMessage()]
     assert len(warnings) == 2 and "endpoint down" in warnings[0] and "endpoint down" in warnings[1]
     assert len(recoveries) == 1
+
+
+def test_a_remote_that_flaps_while_it_comes_back_is_one_outage(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The outage ends only after the remote answered for ``settle`` seconds without a failure.
+
+    Found by the reliability suite: a restarted SeaweedFS answered a read, then hung a write
+    for the whole timeout, and the one restart was warned about twice.
+    """
+    from scalable.cache.remote import RemoteTier
+
+    store = build_artifact_store(tmp_path / "remote")
+    down = [False]
+
+    class Flapping:
+        uri = store.uri
+
+        def get_bytes(self, key: str) -> bytes:
+            if down[0]:
+                raise ConnectionError("endpoint down")
+            return store.get_bytes(key)
+
+    tier = RemoteTier(Flapping(), backoff=0.0, timeout=None, settle=0.3)  # type: ignore[arg-type]
+    with caplog.at_level(logging.INFO, logger="scalable.cache"):
+        for state in (True, False, True, False):  # down, answers, down again at once, answers
+            down[0] = state
+            assert tier.get("a" * 64)[0] == ("error" if state else "miss")
+        time.sleep(0.35)
+        assert tier.get("b" * 64)[0] == "miss"  # answered for settle seconds: the outage is over
+        assert tier.get("c" * 64)[0] == "miss"
+        down[0] = True
+        assert tier.get("d" * 64)[0] == "error"  # a new outage
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    recoveries = [r.getMessage() for r in caplog.records if "answers again" in r.getMessage()]
+    assert len(warnings) == 2, warnings
+    assert recoveries == [f"remote cache {store.uri} answers again after 2 failure(s)"]

@@ -9,7 +9,10 @@ The remote is never allowed to break a call. Any exception from the store (unrea
 refused credentials, a missing bucket, a driver that is not installed) is logged once
 per burst of failures, counted, recorded as a ``remote_error`` event, and answered as a
 miss; after a failure the tier rests for ``backoff`` seconds (doubling while failures go
-on, up to 10x) so a dead remote costs one timeout, not one per call.
+on, up to 10x) so a dead remote costs one timeout, not one per call. An outage ends
+when the remote has answered for ``settle`` seconds with no failure: a server that
+flaps while it comes back (answers a read, then hangs a write) is one outage, reported
+once, and so is a request begun during the outage that fails after it.
 
 Each request runs on a thread of its own and is awaited at most ``timeout`` seconds: a
 store's own retries against a dead endpoint can take half a minute (s3fs, botocore and
@@ -49,18 +52,30 @@ class RemoteTier:
     """Entries in ``store``, signed with ``secret`` when one is set."""
 
     def __init__(
-        self, store: ArtifactStore, secret: bytes | None = None, backoff: float = 30.0, timeout: float | None = 10.0
+        self,
+        store: ArtifactStore,
+        secret: bytes | None = None,
+        backoff: float = 30.0,
+        timeout: float | None = 10.0,
+        settle: float | None = None,
     ) -> None:
         self.store = store
         self.secret = secret
         self.backoff = max(0.0, backoff)
         self.timeout = timeout if timeout is None or timeout > 0 else None
+        #: How long the remote must answer without a failure before an outage counts as over
+        #: (default: longer than one request may take, so a request hung in it fails first).
+        self.settle = max(0.0, settle) if settle is not None else (self.timeout or 10.0) + 2.0
         self._failures = 0
         self._resting_until = 0.0
+        #: The reported outage still open (warned, not yet answered for ``settle`` seconds).
+        self._reported = False
+        #: When the remote first answered again in the open outage (``None``: not yet).
+        self._answering_since: float | None = None
+        self._failed_in_outage = 0
         #: When the last reported outage ended: a request begun before it that fails late (a
         #: timeout that outlived the outage) belongs to that outage and is not reported again.
         self._recovered_at = float("-inf")
-        self._reported = False
         self._lock = threading.Lock()
 
     @property
@@ -144,6 +159,7 @@ class RemoteTier:
     def _failed(self, operation: str, exc: BaseException, started: float) -> None:
         with self._lock:
             self._failures += 1
+            self._answering_since = None
             first = not self._reported and started >= self._recovered_at
             self._reported = self._reported or first
             wait = min(self.backoff * 2 ** (self._failures - 1), self.backoff * 10)
@@ -163,15 +179,23 @@ class RemoteTier:
             log.debug("remote cache %s failed again (%s: %s); next try in %.3g s", self.uri, operation, error, wait)
 
     def _succeeded(self) -> None:
-        if self._failures:
-            with self._lock:
-                failures, self._failures = self._failures, 0
-                reported, self._reported = self._reported, False
-                if reported:
-                    self._recovered_at = time.monotonic()
-            if failures and reported:
-                log.info("remote cache %s answers again after %d failure(s)", self.uri, failures)
-                events.emit("remote_ok", remote=self.uri, failures=failures)
+        if not (self._failures or self._reported):
+            return  # the common case, without the lock
+        now = time.monotonic()
+        with self._lock:
+            self._failed_in_outage += self._failures
+            self._failures = 0
+            if not self._reported:  # late failures of an outage already over: nothing to report
+                self._failed_in_outage = 0
+                return
+            if self._answering_since is None:
+                self._answering_since = now
+            if now - self._answering_since < self.settle:
+                return
+            failures, self._failed_in_outage = self._failed_in_outage, 0
+            self._reported, self._answering_since, self._recovered_at = False, None, now
+        log.info("remote cache %s answers again after %d failure(s)", self.uri, failures)
+        events.emit("remote_ok", remote=self.uri, failures=failures)
 
 
 __all__ = ["PREFIX", "RemoteTier", "entry_key"]
