@@ -380,16 +380,20 @@ def test_bulk_load_then_queries_use_the_indexes(tmp_path: Path) -> None:
         catalog.find(since="yesterday")
 
 
-def test_a_local_stores_refs_read_fast_equal_the_stores_own_refs(tmp_path: Path, tree: Path) -> None:
+def test_a_rebuild_over_a_damaged_ref_record_names_it(tmp_path: Path, tree: Path) -> None:
     from scalable import IntegrityError
-    from scalable.catalog.sources import RefEntry, iter_store_refs
 
     store = build_artifact_store(tmp_path / "store")
     store.put(tree, "trees/t1")
     store.put_bytes(b"x", "blobs/b.bin", metadata={"n": 1, "nested": {"é": [1, 2]}})
     store.put(write(tmp_path / "f.txt", "text"), "files/f.txt")
-    assert list(iter_store_refs(store)) == [RefEntry.from_ref(r) for r in store.iter_refs()]
-    assert [e.kind for e in iter_store_refs(store)] == ["blob", "file", "dir"]
+    catalog = Catalog(tmp_path / "catalog.sqlite")
+    catalog.rebuild([store])
+    assert sorted((r.key, r.artifact_kind) for r in catalog.find()) == [
+        ("blobs/b.bin", "blob"),
+        ("files/f.txt", "file"),
+        ("trees/t1", "dir"),
+    ]
     (store.root / ".scalable/refs/files/f.txt").write_text('{"format": "scalable.ref/1", "ref": {}}')
     with pytest.raises(IntegrityError, match="'files/f.txt'.*damaged"):
-        list(iter_store_refs(store))
+        catalog.rebuild([store])

@@ -29,7 +29,6 @@ from scalable.catalog.rows import ArtifactRow, RunRow, artifact_row_from_ref
 from scalable.catalog.sources import (
     RunTelemetry,
     iter_run_dirs,
-    iter_store_refs,
     read_run_dir,
     read_store_telemetry,
     telemetry_key,
@@ -110,7 +109,7 @@ def collect(
     for store in stores:
         report.stores.append(store.uri)
         telemetry: dict[str, dict[str, str]] = {}
-        for ref in iter_store_refs(store):
+        for ref in store.iter_refs(""):
             report.refs += 1
             found = telemetry_key(ref.key)
             if found is not None:

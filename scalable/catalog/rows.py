@@ -15,12 +15,9 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple
 
 from scalable.artifacts.ref import ArtifactRef
-
-if TYPE_CHECKING:
-    from scalable.catalog.sources import RefEntry
 
 
 def iso_utc(value: datetime | str) -> str:
@@ -99,9 +96,8 @@ def artifact_row_from_event(doc: Mapping[str, Any]) -> ArtifactRow:
     )
 
 
-def artifact_row_from_ref(ref: ArtifactRef | RefEntry, store: str) -> ArtifactRow:
+def artifact_row_from_ref(ref: ArtifactRef, store: str) -> ArtifactRow:
     """The row of a committed artifact that no run recorded (``run_id`` ``None``, named by its last key segment)."""
-    created = ref.created_at
     return ArtifactRow(
         store=store,
         key=ref.key,
@@ -110,7 +106,7 @@ def artifact_row_from_ref(ref: ArtifactRef | RefEntry, store: str) -> ArtifactRo
         artifact_kind=str(ref.kind),
         digest=ref.digest,
         size_bytes=ref.size_bytes,
-        created_at=created if isinstance(created, str) else iso_utc(created),
+        created_at=iso_utc(ref.created_at),
         run_id=None,
         task=None,
         name=ref.key.rpartition("/")[2],

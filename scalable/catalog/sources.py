@@ -10,8 +10,6 @@ as :func:`scalable.telemetry.read_events` does.
 from __future__ import annotations
 
 import json
-import os
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,10 +18,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from scalable.artifacts.base import ArtifactStore
-from scalable.artifacts.local import LocalArtifactStore
-from scalable.artifacts.ref import ArtifactRef
-from scalable.artifacts.store import RECORD_FORMAT, REFS, RefRecord
-from scalable.catalog.rows import ArtifactRow, RunRow, artifact_row_from_event, iso_utc, run_row_from_docs
+from scalable.catalog.rows import ArtifactRow, RunRow, artifact_row_from_event, run_row_from_docs
 from scalable.telemetry.events import parse_event
 
 RUN_JSON = "run.json"
@@ -123,105 +118,9 @@ def read_store_telemetry(store: ArtifactStore, files: dict[str, dict[str, str]])
         yield telemetry_from_docs(get(RUN_JSON), get(SUMMARY_JSON), get(ARTIFACTS_JSONL))
 
 
-@dataclass(frozen=True)
-class RefEntry:
-    """What the catalog keeps of a committed ref (the fields of :class:`ArtifactRef`, times as text)."""
-
-    key: str
-    uri: str
-    kind: str
-    digest: str
-    size_bytes: int
-    created_at: str
-    metadata: dict[str, Any]
-
-    @classmethod
-    def from_ref(cls, ref: ArtifactRef) -> RefEntry:
-        return cls(
-            ref.key, ref.uri, str(ref.kind), ref.digest, ref.size_bytes, iso_utc(ref.created_at), dict(ref.metadata)
-        )
-
-
-def iter_store_refs(store: ArtifactStore) -> Iterator[RefEntry]:
-    """Every committed ref in ``store``, in key order.
-
-    A local store's ref records are read straight from ``<root>/.scalable/refs/`` (the
-    layout ``docs/design.md`` fixes) and parsed without building an ``ArtifactRef``: the
-    walk does not follow symlinks, so the store's per-path symlink check (a ``realpath``
-    per read) is not needed, and a record that does not look right goes through
-    ``RefRecord.from_bytes``, which validates it fully (and names a damaged one). These
-    two costs were most of the time of a 100,000-ref rebuild. Other stores use ``iter_refs``.
-    """
-    if isinstance(store, LocalArtifactStore):
-        yield from _local_refs(store)
-    else:
-        for ref in store.iter_refs(""):
-            yield RefEntry.from_ref(ref)
-
-
-def _walk_files(folder: str, prefix: str, out: list[str]) -> None:
-    try:
-        entries = list(os.scandir(folder))
-    except (FileNotFoundError, NotADirectoryError):
-        return
-    for entry in entries:
-        if entry.is_symlink():
-            continue
-        if entry.is_dir():
-            _walk_files(entry.path, f"{prefix}{entry.name}/", out)
-        elif entry.is_file():
-            out.append(prefix + entry.name)
-
-
-_SHA256 = re.compile(r"sha256:[0-9a-f]{64}")
-_KINDS = frozenset(("file", "dir", "blob"))
-
-
-def _fast_entry(data: bytes, key: str) -> RefEntry | None:
-    """The entry of a well-formed ref record of ``key``; ``None`` if anything is off (the slow path decides)."""
-    try:
-        doc = json.loads(data)
-        ref = doc["ref"]
-        if doc.get("format") != RECORD_FORMAT or ref.get("key") != key or set(ref) - _REF_FIELDS:
-            return None
-        digest, size, kind, meta = ref["digest"], ref["size_bytes"], ref["kind"], ref.get("metadata", {})
-        if (
-            _SHA256.fullmatch(digest) is None
-            or type(size) is not int
-            or size < 0
-            or kind not in _KINDS
-            or not isinstance(meta, dict)
-            or not isinstance(ref["uri"], str)
-        ):
-            return None
-        return RefEntry(key, ref["uri"], kind, digest, size, iso_utc(ref["created_at"]), meta)
-    except (ValueError, KeyError, TypeError, AttributeError):
-        return None
-
-
-_REF_FIELDS = frozenset(("uri", "key", "kind", "digest", "size_bytes", "created_at", "metadata"))
-
-
-def _local_refs(store: LocalArtifactStore) -> Iterator[RefEntry]:
-    base = os.path.join(store.root, REFS)
-    keys: list[str] = []
-    _walk_files(base, "", keys)
-    keys.sort()
-    for key in keys:
-        try:
-            with open(os.path.join(base, key), "rb") as f:
-                data = f.read()
-        except FileNotFoundError:  # deleted since the walk
-            continue
-        entry = _fast_entry(data, key)
-        yield entry if entry is not None else RefEntry.from_ref(RefRecord.from_bytes(data, key, store.uri).ref)
-
-
 __all__ = [
-    "RefEntry",
     "RunTelemetry",
     "iter_run_dirs",
-    "iter_store_refs",
     "read_run_dir",
     "read_store_telemetry",
     "recorded_rows",
