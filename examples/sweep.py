@@ -46,7 +46,7 @@ def main() -> None:
     began = time.perf_counter()
     with ScalableSession.from_yaml() as session:
         results = session.gather(session.map(run_member, rates))
-        run_id, run_dir = session.run_id, session.run_dir
+        run_id, run_dir, store_uri = session.run_id, session.run_dir, session.store.uri
     elapsed = time.perf_counter() - began
     summary = json.loads((run_dir / "summary.json").read_text())
     table = Table(title=f"run {run_id}: {len(results)} members in {elapsed:.1f}s")
@@ -62,7 +62,7 @@ def main() -> None:
         f"{cache['hit_rate']:.0%}" if cache["hit_rate"] is not None else "-",
     )
     console.print(table)
-    console.print(f"trail: {run_dir}/artifacts.jsonl, tasks.jsonl, cache.jsonl; artifacts in ./artifacts")
+    console.print(f"trail: {run_dir}/artifacts.jsonl, tasks.jsonl, cache.jsonl; artifacts in {store_uri}")
 
 
 if __name__ == "__main__":

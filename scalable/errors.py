@@ -56,6 +56,14 @@ class BucketNotFoundError(StoreUnavailableError):
     """The bucket or container at the root of a store URI does not exist."""
 
 
+class DestinationExistsError(ScalableError, FileExistsError):
+    """A ``get`` would remove or replace local files, and the call did not say it may (``overwrite=True``)."""
+
+
+class LocalPathError(ScalableError, OSError):
+    """A local path given to ``put`` or ``get`` cannot be used (a NUL byte, a file where a folder must be...)."""
+
+
 class FormatError(ScalableError, ValueError):
     """``save``/``load`` cannot serialize or parse a value in the format of the key's extension."""
 
@@ -142,10 +150,12 @@ __all__ = [
     "CacheDirectoryError",
     "CatalogDamagedError",
     "CatalogError",
+    "DestinationExistsError",
     "FormatError",
     "IntegrityError",
     "InvalidKeyError",
     "KeyConflictError",
+    "LocalPathError",
     "ManifestError",
     "ManifestNotFoundError",
     "ManifestProblem",

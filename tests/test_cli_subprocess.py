@@ -168,3 +168,36 @@ def test_s3_through_the_manifest_storage_options(s3_server: SeaweedFS, s3_prefix
     rm = scalable("rm", f"{s3_prefix}#a.txt", "--yes", "--json", cwd=tmp_path, env=env)
     assert rm.returncode == 0 and json.loads(rm.stdout)["deleted"]["digest"] == put.stdout.strip()
     assert scalable("ls", "#", cwd=tmp_path, env=env).stdout == ""
+
+
+def test_get_onto_existing_paths_refuses_merges_or_replaces_as_asked(tmp_path: Path) -> None:
+    """Issue 13: `get` of a directory onto an existing folder deleted the user's files and exited 0."""
+    (tmp_path / "tree" / "sub").mkdir(parents=True)
+    (tmp_path / "tree" / "a.txt").write_text("a")
+    (tmp_path / "tree" / "sub" / "b.txt").write_text("b")
+    assert scalable("put", "tree", "./st#tree", cwd=tmp_path).returncode == 0
+    (tmp_path / "existing").mkdir()
+    (tmp_path / "existing" / "keep.txt").write_text("keep")
+
+    refused = scalable("get", "./st#tree", "existing", cwd=tmp_path)
+    assert refused.returncode == 1
+    assert "--merge" in one_error_line(refused.stderr) and "--force" in refused.stderr
+    assert sorted(p.name for p in (tmp_path / "existing").iterdir()) == ["keep.txt"]
+
+    merged = scalable("get", "./st#tree", "existing", "--merge", cwd=tmp_path)
+    assert merged.returncode == 0, merged.stderr
+    assert sorted(p.name for p in (tmp_path / "existing").iterdir()) == ["a.txt", "keep.txt", "sub"]
+
+    (tmp_path / "plain.txt").write_text("mine")
+    onto_file = scalable("get", "./st#tree", "plain.txt", cwd=tmp_path)
+    assert onto_file.returncode == 1 and (tmp_path / "plain.txt").read_text() == "mine"
+    forced = scalable("get", "./st#tree", "plain.txt", "--force", cwd=tmp_path)
+    assert forced.returncode == 0 and (tmp_path / "plain.txt" / "sub" / "b.txt").read_text() == "b"
+
+    assert scalable("put", "tree/a.txt", "./st#a.txt", cwd=tmp_path).returncode == 0
+    into = scalable("get", "./st#a.txt", "existing", cwd=tmp_path)
+    assert into.returncode == 1 and "end the destination with '/'" in into.stderr
+    inside = scalable("get", "./st#a.txt", "existing/", cwd=tmp_path)
+    assert inside.returncode == 0 and (tmp_path / "existing" / "a.txt").read_text() == "a"
+    help_text = scalable("get", "--help", cwd=tmp_path).stdout
+    assert "--force" in help_text and "--merge" in help_text

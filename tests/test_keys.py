@@ -67,3 +67,41 @@ def test_no_accepted_key_escapes_the_root(key: str) -> None:
     assert resolved.startswith(root + "/")
     assert not resolved.startswith(root + "/.scalable/")
     assert os.sep not in key.replace("/", "") or os.sep == "/"
+
+
+def test_a_segment_longer_than_a_file_name_is_refused_on_every_backend(tmp_path) -> None:
+    """Issue 13: a 256-byte segment passed validation and failed later with a raw OSError (errno 36)."""
+    from scalable import build_artifact_store
+
+    assert validate_key("a" * 255) == "a" * 255
+    assert validate_key("é" * 127) == "é" * 127  # 254 bytes
+    src = tmp_path / "f.txt"
+    src.write_text("x")
+    for store in (build_artifact_store(tmp_path / "st"), build_artifact_store("memory://segment-test")):
+        for key in ("a" * 256, "dir/" + "é" * 128):
+            with pytest.raises(InvalidKeyError, match="255 bytes"):
+                store.put(src, key)
+    assert not (tmp_path / "st").exists() or not any((tmp_path / "st").rglob("*.txt"))
+
+
+def test_a_long_invalid_key_is_echoed_once_and_cut_to_a_readable_length() -> None:
+    with pytest.raises(InvalidKeyError) as info:
+        validate_key("k" * 5000 + "/../x")
+    message = str(info.value)
+    assert len(message) < 300 and "5005 characters" in message and message.count("k" * 61) == 0
+
+
+def test_local_paths_that_no_file_can_have_are_scalable_errors(tmp_path) -> None:
+    from scalable import DestinationExistsError, LocalPathError, build_artifact_store
+
+    store = build_artifact_store(tmp_path / "st")
+    with pytest.raises(LocalPathError, match="NUL byte"):
+        store.put("f\x00.txt", "k")
+    (tmp_path / "f.txt").write_text("x")
+    store.put(tmp_path / "f.txt", "k")
+    with pytest.raises(LocalPathError, match="NUL byte"):
+        store.get("k", tmp_path / "out\x00")
+    with pytest.raises(DestinationExistsError, match="is a file, not a folder"):
+        store.get("k", tmp_path / "f.txt" / "inner")
+    with pytest.raises(LocalPathError):
+        store.put(tmp_path / "f.txt" / "inner", "k2")

@@ -167,7 +167,7 @@ def test_get_never_leaves_partial_files(local: LocalArtifactStore, tmp_path: Pat
     dest.write_bytes(b"what was here before")
     object_file(local, "f.bin").write_bytes(b"evil bytes")
     with pytest.raises(IntegrityError):
-        local.get("f.bin", dest)
+        local.get("f.bin", dest, overwrite=True)
     assert dest.read_bytes() == b"what was here before"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dest.bin", "f.bin", "store"]
 
@@ -223,3 +223,20 @@ def test_temporary_files_of_killed_writers_are_swept_and_live_ones_kept(tmp_path
     assert list(tmp.iterdir()) == []
     ref = store.put_bytes(b"still works", "k")
     assert store.get_bytes("k") == b"still works" and ref.size_bytes == 11
+
+
+def test_open_verify_first_hands_out_no_byte_of_a_damaged_file(local: LocalArtifactStore, tmp_path: Path) -> None:
+    """Issue 13: a chunked open().read(n) handed out bytes of a corrupted file before the IntegrityError."""
+    payload = os.urandom(3 * 1024 * 1024)
+    src = tmp_path / "f.bin"
+    src.write_bytes(payload)
+    local.put(src, "f.bin")
+    with local.open("f.bin", verify="first") as f:
+        assert f.read(10) == payload[:10] and f.read() == payload[10:]
+    object_file(local, "f.bin").write_bytes(payload[:-1] + b"!")
+    with local.open("f.bin") as streaming:  # the default checks at the end: early bytes come out
+        assert streaming.read(10) == payload[:10]
+    with pytest.raises(IntegrityError):
+        local.open("f.bin", verify="first")
+    with pytest.raises(ValueError, match="'first'"):
+        local.open("f.bin", verify="yes")  # type: ignore[arg-type]

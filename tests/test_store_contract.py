@@ -19,6 +19,7 @@ from scalable import (
     ArtifactKind,
     ArtifactKindError,
     ArtifactNotFoundError,
+    DestinationExistsError,
     ArtifactRef,
     ArtifactStore,
     IntegrityError,
@@ -87,8 +88,8 @@ def test_get_file_roundtrip(store: BaseArtifactStore, tmp_path: Path) -> None:
     out = store.get("d/data.bin", tmp_path / "out" / "copy.bin")
     assert out == tmp_path / "out" / "copy.bin"
     assert out.read_bytes() == payload
-    # Into an existing folder: named after the key, as cp does.
-    into = store.get("d/data.bin", tmp_path / "out")
+    # Into a folder, said with a trailing slash: named after the key's last segment.
+    into = store.get("d/data.bin", f"{tmp_path / 'out'}/")
     assert into == tmp_path / "out" / "data.bin" and into.read_bytes() == payload
     assert store.get_bytes("d/data.bin") == payload
     with store.open("d/data.bin") as f:
@@ -150,13 +151,68 @@ def test_directory_roundtrip(store: BaseArtifactStore, tree: Path, tmp_path: Pat
     assert store.verify("runs/r1/tree") == ref
 
 
-def test_get_directory_replaces_existing_destination(store: BaseArtifactStore, tree: Path, tmp_path: Path) -> None:
+def _entries(root: Path) -> list[str]:
+    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*"))
+
+
+def test_get_never_removes_or_replaces_local_files_unless_asked(
+    store: BaseArtifactStore, tree: Path, tmp_path: Path
+) -> None:
+    """Issue 13: a get onto existing paths refuses, merges or replaces only as the call says."""
     store.put(tree, "t")
-    dest = tmp_path / "dest"
-    dest.mkdir()
-    (dest / "stale.txt").write_text("old")
-    store.get("t", dest)
+    src = tmp_path / "one.txt"
+    src.write_text("artifact bytes")
+    store.put(src, "f/one.txt")
+    work = tmp_path / "work"
+    dest = work / "dest"
+    dest.mkdir(parents=True)
+    (dest / "keep.txt").write_text("keep")
+    (work / "plain.txt").write_text("user's file")
+
+    with pytest.raises(DestinationExistsError, match="merge=True"):
+        store.get("t", dest)  # a directory onto a non-empty folder
+    with pytest.raises(DestinationExistsError, match="already exists"):
+        store.get("t", work / "plain.txt")  # a directory onto a file
+    with pytest.raises(DestinationExistsError, match="end the destination with '/'"):
+        store.get("f/one.txt", dest)  # a file onto a folder
+    with pytest.raises(DestinationExistsError, match="already exists"):
+        store.get("f/one.txt", work / "plain.txt")  # a file onto another file
+    with pytest.raises(DestinationExistsError, match="is a file, not a folder"):
+        store.get("f/one.txt", work / "plain.txt" / "inner")
+    # Refused before anything moved: the user's files are as they were, and no temporary is left.
+    assert _entries(work) == ["dest", "dest/keep.txt", "plain.txt"]
+    assert (work / "plain.txt").read_text() == "user's file"
+
+    # The same bytes already there: nothing to do, and no error.
+    (work / "same.txt").write_text("artifact bytes")
+    assert store.get("f/one.txt", work / "same.txt") == work / "same.txt"
+    # An empty folder is filled; a trailing slash puts an artifact inside a folder.
+    (work / "empty").mkdir()
+    store.get("t", work / "empty")
+    assert listing(work / "empty") == listing(tree)
+    assert store.get("f/one.txt", f"{dest}/") == dest / "one.txt"
+
+    # --merge adds the artifact's files and keeps the others; a file that differs needs overwrite too.
+    store.get("t", dest, merge=True)
+    assert (dest / "keep.txt").read_text() == "keep"
+    assert set(_entries(tree)) <= set(_entries(dest))
+    member = next(p for p in tree.rglob("*") if p.is_file())
+    changed = dest / member.relative_to(tree)
+    changed.write_bytes(b"edited by the user")
+    with pytest.raises(DestinationExistsError, match="differs"):
+        store.get("t", dest, merge=True)
+    assert changed.read_bytes() == b"edited by the user"
+    store.get("t", dest, merge=True, overwrite=True)
+    assert changed.read_bytes() == member.read_bytes() and (dest / "keep.txt").exists()
+
+    # overwrite replaces whatever is there, whole.
+    store.get("t", dest, overwrite=True)
     assert listing(dest) == listing(tree)
+    store.get("t", work / "plain.txt", overwrite=True)
+    assert listing(work / "plain.txt") == listing(tree)
+    store.get("f/one.txt", dest, overwrite=True)
+    assert dest.read_text() == "artifact bytes"
+    assert not [p for p in work.iterdir() if p.name.startswith(".")]  # no .part or .old left
 
 
 def test_tree_digest_follows_documented_encoding(tree: Path) -> None:

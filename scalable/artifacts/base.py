@@ -26,6 +26,11 @@ class ArtifactStore(Protocol):
         """The store's root URI (``file:///...``, ``s3://bucket/prefix``, ...), without secrets."""
         ...
 
+    @property
+    def scheme(self) -> str:
+        """The URI scheme this store serves (``"file"``, ``"s3"``, ``"gs"``, ``"memory"``, ...)."""
+        ...
+
     def put(
         self,
         local_path: PathLike,
@@ -41,8 +46,14 @@ class ArtifactStore(Protocol):
         """Store ``data`` as a blob under ``key`` and commit it."""
         ...
 
-    def get(self, key: str, local_path: PathLike, *, verify: bool = True) -> Path:
-        """Copy the artifact to ``local_path`` (verified by default); return the local path."""
+    def get(
+        self, key: str, local_path: PathLike, *, verify: bool = True, overwrite: bool = False, merge: bool = False
+    ) -> Path:
+        """Copy the artifact to ``local_path`` (verified by default); return the local path.
+
+        Never removes or replaces local files unless ``overwrite=True``; ``merge=True`` adds a
+        directory artifact's files to an existing directory.
+        """
         ...
 
     def open(self, key: str) -> BinaryIO:

@@ -14,19 +14,34 @@ RESERVED_SEGMENT = ".scalable"
 #: S3 and GCS cap object names at 1024 bytes; the store adds a prefix of its own.
 MAX_KEY_BYTES = 900
 
+#: Local filesystems (ext4, XFS, APFS, NTFS) cap one path segment at 255 bytes; a key must fit every backend.
+MAX_SEGMENT_BYTES = 255
+
+#: How much of a rejected key an error message echoes.
+SHOWN_KEY_CHARS = 80
+
+
+def shorten(text: str, limit: int = SHOWN_KEY_CHARS) -> str:
+    """``text`` cut to ``limit`` characters with the length said, for echoing user input in messages."""
+    if len(text) <= limit:
+        return text
+    return f"{text[: limit - 20]}...{text[-12:]} ({len(text)} characters)"
+
 
 def _reject(key: object, why: str) -> InvalidKeyError:
+    shown = repr(shorten(key)) if isinstance(key, str) else repr(key)[:SHOWN_KEY_CHARS]
     return InvalidKeyError(
-        f"invalid artifact key {key!r}: {why}. Use a relative POSIX path such as 'runs/run-001/output.csv'."
+        f"invalid artifact key {shown}: {why}. Use a relative POSIX path such as 'runs/run-001/output.csv'."
     )
 
 
 def validate_key(key: str) -> str:
     """Return ``key`` unchanged if it is a safe artifact key, else raise ``InvalidKeyError``.
 
-    A key is a relative POSIX path: non-empty segments separated by ``/``, none of them
-    ``.`` or ``..``, no backslashes, no control characters, not absolute, and not under
-    the reserved ``.scalable/`` folder.
+    A key is a relative POSIX path: non-empty segments of at most 255 bytes separated by
+    ``/``, none of them ``.`` or ``..``, no backslashes, no control characters, not
+    absolute, at most 900 bytes in all, and not under the reserved ``.scalable/`` folder.
+    The same rules hold on every backend, so a key valid on S3 is valid on a local disk.
     """
     if not isinstance(key, str):
         raise _reject(key, f"a key must be a str, not {type(key).__name__}")
@@ -46,6 +61,10 @@ def validate_key(key: str) -> str:
             raise _reject(key, "empty path segments ('//' or a trailing '/') are not allowed")
         if segment in (".", ".."):
             raise _reject(key, f"'{segment}' segments are not allowed")
+        if len(segment.encode("utf-8", "surrogatepass")) > MAX_SEGMENT_BYTES:
+            raise _reject(
+                key, f"a path segment is limited to {MAX_SEGMENT_BYTES} bytes of UTF-8 (file systems cap names there)"
+            )
     if segments[0] == RESERVED_SEGMENT:
         raise _reject(key, f"'{RESERVED_SEGMENT}/' is reserved for the store's own records")
     try:
@@ -69,4 +88,12 @@ def ancestors(key: str) -> list[str]:
     return ["/".join(segments[:i]) for i in range(1, len(segments))]
 
 
-__all__ = ["MAX_KEY_BYTES", "RESERVED_SEGMENT", "ancestors", "validate_key", "validate_prefix"]
+__all__ = [
+    "MAX_KEY_BYTES",
+    "MAX_SEGMENT_BYTES",
+    "RESERVED_SEGMENT",
+    "ancestors",
+    "shorten",
+    "validate_key",
+    "validate_prefix",
+]

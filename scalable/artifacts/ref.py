@@ -15,6 +15,8 @@ class ArtifactKind(str, Enum):
     FILE = "file"
     DIR = "dir"
     BLOB = "blob"
+    #: JGCRI scalable 2.0's name for ``DIR`` (the same member), so code written for it runs unchanged.
+    DIRECTORY = "dir"
 
     def __str__(self) -> str:
         return self.value
@@ -43,12 +45,28 @@ class ArtifactRef(BaseModel):
     created_at: datetime = Field(default_factory=utc_now)
     metadata: dict[str, Any] = Field(default_factory=dict)
 
+    @field_validator("digest", mode="before")
+    @classmethod
+    def _digest_is_given(cls, value: Any) -> Any:
+        if value is None:
+            raise ValueError(
+                "digest is required: scalable is stricter than JGCRI scalable 2.0 here, every ref carries a "
+                "SHA-256 digest 'sha256:<64 lowercase hex>' (a store computes it on put)"
+            )
+        return value
+
     @field_validator("digest")
     @classmethod
     def _digest_is_sha256(cls, value: str) -> str:
         algo, _, hexdigest = value.partition(":")
         if algo != "sha256" or len(hexdigest) != 64 or not all(c in "0123456789abcdef" for c in hexdigest):
-            raise ValueError(f"digest must look like 'sha256:<64 lowercase hex>', got {value!r}")
+            hint = ""
+            if algo and not hexdigest and len(algo) == 64:
+                hint = f" (scalable names the algorithm: write 'sha256:{algo}')"
+            raise ValueError(
+                f"digest must look like 'sha256:<64 lowercase hex>', got {value!r}{hint}; scalable is stricter than "
+                "JGCRI scalable 2.0 here: every ref carries a SHA-256 digest, prefixed by its algorithm"
+            )
         return value
 
     @field_validator("created_at")

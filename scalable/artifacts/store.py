@@ -35,11 +35,11 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, BinaryIO, TypeVar
+from typing import Any, BinaryIO, Literal, TypeVar
 
 from fsspec.callbacks import DEFAULT_CALLBACK, Callback
 
-from scalable.artifacts import formats
+from scalable.artifacts import destination, formats
 from scalable.artifacts.base import PathLike
 from scalable.artifacts.digests import (
     DigestCache,
@@ -54,13 +54,21 @@ from scalable.artifacts.digests import (
 )
 from scalable.artifacts.keys import ancestors, validate_key, validate_prefix
 from scalable.artifacts.ref import ArtifactKind, ArtifactRef
-from scalable.artifacts.transfer import LocalFileWriter, RangeReader, VerifyingReader, buffered, copy_hashing
+from scalable.artifacts.transfer import (
+    LocalFileWriter,
+    RangeReader,
+    VerifyingReader,
+    buffered,
+    copy_hashing,
+    verified_first,
+)
 from scalable.errors import (
     ArtifactChangingError,
     ArtifactKindError,
     ArtifactNotFoundError,
     IntegrityError,
     KeyConflictError,
+    LocalPathError,
 )
 
 log = logging.getLogger("scalable.artifacts")
@@ -133,6 +141,16 @@ def new_version_id() -> str:
     """A fresh, sortable, never-reused version name for an object path."""
     now = datetime.now(timezone.utc)
     return f"{now:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:16]}"
+
+
+def _key_argument(key: str | None, remote_key: str | None, call: str) -> str:
+    """The key of a ``put``/``get``, given as ``key`` or as JGCRI scalable's keyword ``remote_key``."""
+    if key is not None and remote_key is not None and key != remote_key:
+        raise TypeError(f"{call}() got both key={key!r} and remote_key={remote_key!r}: give one")
+    chosen = key if key is not None else remote_key
+    if chosen is None:
+        raise TypeError(f"{call}() needs the artifact's key")
+    return chosen
 
 
 def _resolve_kind(kind: ArtifactKind | str | None, is_dir: bool, src: Path) -> ArtifactKind:
@@ -225,6 +243,12 @@ class BaseArtifactStore(ABC):
         """The store's root URI."""
         return self._uri
 
+    @property
+    def scheme(self) -> str:
+        """The URI scheme this store serves: ``"file"`` for a local store, else its protocol (``"s3"``, ``"gs"``...)."""
+        head, sep, _ = self._uri.partition("://")
+        return head if sep else "file"
+
     def uri_for(self, key: str) -> str:
         """The URI that names ``key`` in this store."""
         return f"{self._uri}/{validate_key(key)}"
@@ -245,12 +269,13 @@ class BaseArtifactStore(ABC):
     def put(
         self,
         local_path: PathLike,
-        key: str,
+        key: str | None = None,
         *,
         kind: ArtifactKind | str | None = None,
         metadata: dict[str, Any] | None = None,
         pack: bool = False,
         callback: Callback = DEFAULT_CALLBACK,
+        remote_key: str | None = None,
     ) -> ArtifactRef:
         """Store a local file or directory under ``key``, commit it, and return its ref.
 
@@ -259,14 +284,16 @@ class BaseArtifactStore(ABC):
         the tree digest either way. If the committed artifact at ``key`` already has
         this content, no bytes are transferred.
         """
-        key = validate_key(key)
-        src = Path(local_path).expanduser()
+        key = validate_key(_key_argument(key, remote_key, "put"))
+        src = destination.local_path(local_path, "local path")
         try:
             st = src.stat()
         except FileNotFoundError:
             raise ArtifactNotFoundError(
                 f"cannot put {os.fspath(local_path)!r} as {key!r}: the local path does not exist"
             ) from None
+        except OSError as exc:  # a file where a folder should be, a name too long, no permission
+            raise LocalPathError(f"cannot put {os.fspath(local_path)!r} as {key!r}: {exc.strerror}") from None
         is_dir = stat.S_ISDIR(st.st_mode)
         if not is_dir and not stat.S_ISREG(st.st_mode):
             raise ArtifactKindError(f"{src} is not a regular file or directory: only those can be put")
@@ -300,42 +327,82 @@ class BaseArtifactStore(ABC):
 
     def get(
         self,
-        key: str,
-        local_path: PathLike,
+        key: str | None = None,
+        local_path: PathLike | None = None,
         *,
         verify: bool = True,
+        overwrite: bool = False,
+        merge: bool = False,
         callback: Callback = DEFAULT_CALLBACK,
+        remote_key: str | None = None,
     ) -> Path:
         """Copy the artifact at ``key`` to ``local_path`` and return the path written.
 
-        Bytes land in a temporary name beside the destination and are renamed into place
-        only after they verified, so the destination is never half-written. A file
-        artifact fetched into an existing directory lands inside it, named after the key.
+        ``local_path`` is the path the artifact will have; one that ends with ``/`` means
+        "inside this folder" (``local_path/<last key segment>``). Nothing already there is
+        removed or replaced unless ``overwrite=True``; a directory artifact is added to an
+        existing non-empty directory only with ``merge=True`` (files that differ are still
+        refused without ``overwrite``). A file that already holds the artifact's bytes is
+        left as it is. Refusals raise ``DestinationExistsError`` before any byte moves.
+        Bytes land in a temporary name beside the destination and are moved into place only
+        after they verified, so the destination is never half-written.
         """
+        key = _key_argument(key, remote_key, "get")
+        if local_path is None:
+            raise TypeError("get() needs local_path: where to write the artifact")
         record = self._require_record(key)
-        dest = Path(local_path).expanduser()
-        if record.ref.kind is not ArtifactKind.DIR and dest.is_dir():
-            dest = dest / record.ref.key.rsplit("/", 1)[-1]
-        dest.parent.mkdir(parents=True, exist_ok=True)
+        is_dir = record.ref.kind is ArtifactKind.DIR
+        target = destination.plan(
+            local_path,
+            key=record.ref.key,
+            is_dir=is_dir,
+            overwrite=overwrite,
+            merge=merge,
+            digest=record.ref.digest,
+            same_file=self._holds_digest,
+        )
+        if target.unchanged:
+            return target.path
+        try:
+            target.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise LocalPathError(
+                f"cannot create the folder {target.path.parent} for {key!r}: {exc.strerror}; choose a writable path"
+            ) from None
 
         def fetch(rec: RefRecord) -> None:
             if rec.layout == Layout.FILE:
-                self._get_file(rec, dest, verify, callback)
+                self._get_file(rec, target, verify, callback)
             else:
-                self._get_tree(rec, dest, verify, callback)
+                self._get_tree(rec, target, verify, callback)
 
         self._with_current(record, fetch)
-        return dest
+        return target.path
 
-    def open(self, key: str, *, member: str | None = None, verify: bool = True) -> BinaryIO:
+    def _holds_digest(self, path: Path, st: os.stat_result, digest: str) -> bool:
+        """Whether the local file at ``path`` already holds the bytes of ``digest`` (remembered digests first)."""
+        try:
+            return self.digests.digest_of(path, st)[0] == digest
+        except OSError:
+            return False
+
+    def open(self, key: str, *, member: str | None = None, verify: bool | Literal["first"] = True) -> BinaryIO:
         """A binary stream of a file or blob, or of one ``member`` file of a directory.
 
-        Bytes are verified as they are read: reading to the end raises ``IntegrityError``
-        instead of returning end-of-file if they differ from the committed digest. A
-        member of a packed directory is read by range, without fetching the whole pack.
+        ``verify=True`` (the default) checks the bytes as they stream: reading to the end
+        raises ``IntegrityError`` instead of returning end-of-file if they differ from the
+        committed digest, but the bytes read before the end were already handed out (fine for
+        a reader that parses the whole stream; not for one that acts on the first megabyte).
+        ``verify="first"`` reads and checks everything before the stream is returned (held in
+        memory up to 8 MiB, then in a temporary file), so no unverified byte is ever seen.
+        ``verify=False`` checks nothing. A member of a packed directory is read by range,
+        without fetching the whole pack.
         """
+        if verify not in (True, False, "first"):
+            raise ValueError(f"verify must be True, False or 'first', not {verify!r}")
         record = self._require_record(key)
-        return self._with_current(record, lambda rec: self._open_record(rec, member, verify))
+        stream = self._with_current(record, lambda rec: self._open_record(rec, member, verify is not False))
+        return verified_first(stream) if verify == "first" else stream
 
     def get_bytes(self, key: str, *, verify: bool = True) -> bytes:
         """The bytes of a file or blob artifact, verified against its digest by default."""
@@ -591,8 +658,9 @@ class BaseArtifactStore(ABC):
         if size == before.st_size and DigestCache.stat_key(after) == DigestCache.stat_key(before):
             self.digests.remember(after, digest)
 
-    def _get_file(self, record: RefRecord, dest: Path, verify: bool, callback: Callback) -> None:
-        tmp = dest.parent / f".{dest.name}.{uuid.uuid4().hex[:12]}.part"
+    def _get_file(self, record: RefRecord, target: destination.Target, verify: bool, callback: Callback) -> None:
+        dest = target.path
+        tmp = target.staging()
         callback.set_size(record.ref.size_bytes)
         try:
             digest = self._download(record.object, tmp, size=record.ref.size_bytes, callback=callback)
@@ -602,7 +670,7 @@ class BaseArtifactStore(ABC):
                     f"{record.ref.digest} (got {digest}); nothing was written to {dest}. "
                     "Re-put it from its source or restore it from a copy"
                 )
-            os.replace(tmp, dest)
+            destination.install_file(tmp, target)
         finally:
             tmp.unlink(missing_ok=True)
         if digest == record.ref.digest:
@@ -725,11 +793,11 @@ class BaseArtifactStore(ABC):
         with ThreadPoolExecutor(max_workers=min(self.max_concurrency, len(items))) as pool:
             return list(pool.map(fn, items))
 
-    def _get_tree(self, record: RefRecord, dest: Path, verify: bool, callback: Callback) -> None:
+    def _get_tree(self, record: RefRecord, target: destination.Target, verify: bool, callback: Callback) -> None:
         entries = self._tree_entries(record)
         files = [e for e in entries if e.type == "file"]
         callback.set_size(tree_size(files))
-        tmp = dest.parent / f".{dest.name}.{uuid.uuid4().hex[:12]}.part"
+        tmp = target.staging()
         tmp.mkdir()
         try:
             for e in entries:
@@ -746,7 +814,7 @@ class BaseArtifactStore(ABC):
                     self._accept_member(record, e, digest, tmp / e.path, verify)
 
                 self._map(one, files)
-            _install_dir(tmp, dest)
+            destination.install_tree(tmp, target, entries, self._holds_digest)
         finally:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
@@ -814,19 +882,6 @@ class _Limited:
 
 def _discard(_: memoryview) -> None:
     return None
-
-
-def _install_dir(tmp: Path, dest: Path) -> None:
-    """Move a finished directory into place, replacing whatever ``dest`` held."""
-    if dest.is_symlink() or dest.is_file():
-        dest.unlink()
-    elif dest.exists():
-        old = dest.parent / f".{dest.name}.{uuid.uuid4().hex[:12]}.old"
-        os.rename(dest, old)
-        os.rename(tmp, dest)
-        shutil.rmtree(old, ignore_errors=True)
-        return
-    os.rename(tmp, dest)
 
 
 __all__ = ["BaseArtifactStore", "Layout", "RefRecord"]

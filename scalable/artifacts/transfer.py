@@ -15,6 +15,8 @@ import hashlib
 import io
 import os
 import queue
+import shutil
+import tempfile
 import threading
 from collections.abc import Callable
 from typing import Any, BinaryIO
@@ -273,4 +275,26 @@ def buffered(raw: io.RawIOBase, buffer_size: int = 1024 * 1024) -> BinaryIO:
     return io.BufferedReader(raw, buffer_size=buffer_size)  # type: ignore[arg-type,return-value]
 
 
-__all__ = ["LocalFileWriter", "RangeReader", "VerifyingReader", "buffered", "copy_hashing"]
+#: A verified-first read keeps up to this many bytes in memory, the rest in a temporary file.
+SPOOL_IN_MEMORY = 8 * 1024 * 1024
+
+
+def verified_first(stream: BinaryIO) -> BinaryIO:
+    """Read a verifying ``stream`` to its end, then hand back a copy of its bytes from the start.
+
+    The check happens before the caller sees a byte: a mismatch raises ``IntegrityError`` here
+    and nothing is returned. The copy is held in memory up to :data:`SPOOL_IN_MEMORY`, then in
+    a temporary file that is removed when the returned stream is closed.
+    """
+    spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY, prefix="scalable-verify-")  # noqa: SIM115
+    try:
+        with stream:
+            shutil.copyfileobj(stream, spool, 1024 * 1024)
+        spool.seek(0)
+    except BaseException:
+        spool.close()
+        raise
+    return spool  # type: ignore[return-value]
+
+
+__all__ = ["LocalFileWriter", "RangeReader", "VerifyingReader", "buffered", "copy_hashing", "verified_first"]

@@ -8,7 +8,6 @@ artifact or an unreachable store is a failure (exit 1), reported in one line.
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -164,20 +163,36 @@ def put(
 def get(
     uri: ArtifactArg,
     dest: Annotated[
-        str, typer.Argument(help="Where to write it; a file artifact lands inside a folder (or a path ending in /).")
+        str,
+        typer.Argument(
+            help="The path the artifact will have; a path ending in / means inside that folder (DEST/NAME).",
+            metavar="DEST",
+        ),
     ],
+    force: Annotated[
+        bool, typer.Option("--force", "-f", help="Replace what is at DEST (once the new copy is whole and verified).")
+    ] = False,
+    merge: Annotated[
+        bool,
+        typer.Option(
+            "--merge", help="Add a directory artifact's files to an existing folder; differing files need --force too."
+        ),
+    ] = False,
     no_verify: Annotated[bool, typer.Option("--no-verify", help="Do not check the digest.")] = False,
     json_mode: Json = False,
     quiet: Quiet = False,
 ) -> None:
-    """Copy the artifact URI to DEST, verified against its digest."""
+    """Copy the artifact URI to DEST, verified against its digest.
+
+    Nothing at DEST is removed or replaced unless --force is given: an existing file, or a
+    folder that is not empty, is refused (exit 1) and left as it was. With --merge a directory
+    artifact is added to an existing folder, keeping the files it does not name. A file that
+    already holds the artifact's bytes is left as it is.
+    """
     out = Output(quiet=quiet, json_mode=json_mode)
     store, key = open_store(uri, need_key=True)
-    target = Path(dest).expanduser()
     with _key_must_exist(store, key, uri), _transfer(out, f"get {key}") as callback:
-        if dest.endswith(("/", os.sep)) and store.info(key).kind is not ArtifactKind.DIR:
-            target.mkdir(parents=True, exist_ok=True)
-        path = store.get(key, target, verify=not no_verify, callback=callback)
+        path = store.get(key, dest, verify=not no_verify, overwrite=force, merge=merge, callback=callback)
         ref = store.info(key)
     if json_mode:
         out.json({"path": str(path), "verified": not no_verify, "ref": _ref_doc(ref, store)})
