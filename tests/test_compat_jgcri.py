@@ -1,4 +1,4 @@
-"""Code written against JGCRI scalable 2.0's ``scalable.artifacts`` runs unchanged where our contract allows (issue 13)."""
+"""Code written for JGCRI scalable 2.0's ``scalable.artifacts`` runs unchanged where our contract allows."""
 
 from __future__ import annotations
 
