@@ -85,7 +85,7 @@ def _in_store(run: str, store: ArtifactStore) -> Path | None:
     for key in keys:
         parts = key.split("/")
         if len(parts) == 4 and parts[1] == run_id and parts[2] == "telemetry" and parts[3] in TELEMETRY_FILES:
-            store.get(key, dest / parts[3])  # verified, and written whole
+            store.get(key, dest / parts[3], overwrite=True)  # verified, written whole; our own cache
     if not is_run_dir(dest):
         return None
     return dest
