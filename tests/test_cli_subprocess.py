@@ -201,3 +201,9 @@ def test_get_onto_existing_paths_refuses_merges_or_replaces_as_asked(tmp_path: P
     assert inside.returncode == 0 and (tmp_path / "existing" / "a.txt").read_text() == "a"
     help_text = scalable("get", "--help", cwd=tmp_path).stdout
     assert "--force" in help_text and "--merge" in help_text
+
+
+def test_a_huge_invalid_key_is_echoed_once_and_cut(tmp_path: Path) -> None:
+    done = scalable("get", "./st#" + "k" * 5000, "out", cwd=tmp_path)
+    assert done.returncode == 2
+    assert len(done.stderr) < 1200 and "5005 characters" in done.stderr and "k" * 100 not in done.stderr

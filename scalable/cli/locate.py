@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
-from scalable.artifacts.keys import validate_key, validate_prefix
+from scalable.artifacts.keys import shorten, validate_key, validate_prefix
 from scalable.artifacts.uris import redact_uri, split_protocol
 from scalable.errors import ArtifactNotFoundError, InvalidKeyError, UnsupportedURIError
 
@@ -46,7 +46,7 @@ _LOCAL = (None, "file", "local")
 
 
 def _bad(text: str, why: str) -> UnsupportedURIError:
-    return UnsupportedURIError(f"cannot parse {redact_uri(text)!r}: {why}; {ACCEPTED_FORMS}")
+    return UnsupportedURIError(f"cannot parse {shorten(redact_uri(text))!r}: {why}; {ACCEPTED_FORMS}")
 
 
 def parse_artifact_uri(text: str) -> tuple[str, str]:
