@@ -53,6 +53,7 @@ from scalable.artifacts.digests import (
     walk_tree,
 )
 from scalable.artifacts.keys import ancestors, validate_key, validate_prefix
+from scalable.artifacts.observe import notify_read
 from scalable.artifacts.ref import ArtifactKind, ArtifactRef
 from scalable.artifacts.transfer import LocalFileWriter, RangeReader, VerifyingReader, buffered, copy_hashing
 from scalable.errors import (
@@ -313,6 +314,7 @@ class BaseArtifactStore(ABC):
         artifact fetched into an existing directory lands inside it, named after the key.
         """
         record = self._require_record(key)
+        notify_read(self, record.ref, "get")
         dest = Path(local_path).expanduser()
         if record.ref.kind is not ArtifactKind.DIR and dest.is_dir():
             dest = dest / record.ref.key.rsplit("/", 1)[-1]
@@ -335,6 +337,7 @@ class BaseArtifactStore(ABC):
         member of a packed directory is read by range, without fetching the whole pack.
         """
         record = self._require_record(key)
+        notify_read(self, record.ref, "open")
         return self._with_current(record, lambda rec: self._open_record(rec, member, verify))
 
     def get_bytes(self, key: str, *, verify: bool = True) -> bytes:
@@ -342,6 +345,7 @@ class BaseArtifactStore(ABC):
         record = self._require_record(key)
         if record.ref.kind is ArtifactKind.DIR:
             raise ArtifactKindError(f"artifact {key!r} is a directory: use get(key, path), or open(key, member=...)")
+        notify_read(self, record.ref, "get_bytes")  # load() reads through here
 
         def read(rec: RefRecord) -> bytes:
             data = self._read_bytes(rec.object)
