@@ -210,7 +210,7 @@ class Catalog:
         return len(rows)
 
     def record_event(self, event: Mapping[str, Any]) -> ArtifactRow:
-        """Add the recorded row of an ``artifact.recorded`` event (the JSON object of its line), and its lineage edge."""
+        """Add the row of an ``artifact.recorded`` event (the JSON object of its line) and its lineage edge."""
         row = artifact_row_from_event(event)
         edge = edge_row_from_recorded(event)
         with self._write():

@@ -39,7 +39,7 @@ _DOWNSTREAM = _WALK.format(next="dst", here="src", columns=_COLUMNS)
 
 @dataclass(frozen=True)
 class LineageNode:
-    """An artifact (``kind`` ``artifact``: its digest), a task (``task``), or an input that was never found (``missing``)."""
+    """An artifact (``kind`` ``artifact``, by digest), a task (``task``), or an input never found (``missing``)."""
 
     id: str
     kind: str
