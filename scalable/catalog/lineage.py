@@ -183,6 +183,13 @@ def start_nodes(conn: sqlite3.Connection, x: str, where: str) -> tuple[list[str]
         run_id = resolve_run(conn, text, where, recorded=True)
     except RunNotFoundError:
         if conn.execute("SELECT 1 FROM lineage WHERE run_id = ? LIMIT 1", (text,)).fetchone() is None:
+            if (
+                text
+                and conn.execute(
+                    "SELECT 1 FROM runs WHERE run_id >= ? AND run_id < ? LIMIT 1", (text, text + "\U0010ffff")
+                ).fetchone()
+            ):
+                raise  # a prefix of several runs: the error lists them
             raise LineageNotFoundError(
                 f"{text!r} is not a digest, a STORE#KEY or a run in the catalog {where}: give sha256:<hex>, "
                 "STORE#KEY (./store#runs/a.csv) or a run id (`scalable runs list`)"
