@@ -204,7 +204,7 @@ def test_the_run_record_holds_the_code_identity_and_equal_code_gives_equal_diges
     third = run(store, runs_dir, summarize, "b/sim.txt")
     code3 = json.loads((runs_dir / third / "run.json").read_text())["code"]
     assert code3["git_dirty"] is True and code3["digest"] != code[0]["digest"]
-    started = [e for e in read_events(runs_dir / third / "tasks.jsonl").events if e.event == "run.started"][0]
+    started = next(e for e in read_events(runs_dir / third / "tasks.jsonl").events if e.event == "run.started")
     assert (started.git_dirty, started.python) == (True, code3["python"])
 
 
