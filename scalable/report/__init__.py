@@ -65,8 +65,8 @@ def write_report(report: RunReport, out_path: str | os.PathLike[str]) -> Path:
 
     Raises :class:`~scalable.errors.ReportError` if the file cannot be written there.
     """
-    html = render_html(report)
     out = Path(out_path).expanduser().absolute()
+    html = render_html(report, out)
     tmp = out.with_name(f".{out.name}.{uuid.uuid4().hex[:8]}.tmp")
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
