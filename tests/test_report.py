@@ -94,6 +94,8 @@ def dump_dom(html_path: Path, workdir: Path, timeout: float = 90.0) -> str:
         "--disable-component-update",
         "--disable-sync",
         f"--user-data-dir={profile}",
+        "--enable-logging=stderr",  # console messages (a CSP violation, a script error) land in the log
+        "--v=0",
         "--dump-dom",
         html_path.resolve().as_uri(),
     ]
