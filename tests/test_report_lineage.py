@@ -94,7 +94,7 @@ def test_the_report_draws_the_runs_inputs_tasks_and_outputs_and_the_new_user_gap
     assert all(src in nodes and dst in nodes for src, dst in edges)  # every edge joins two drawn boxes
 
     rows = dom.select("tr", "artifact")
-    names = [[c for c in dom.children(r) if c.tag == "td"][0].text for r in rows]
+    names = [next(c for c in dom.children(r) if c.tag == "td").text for r in rows]
     assert names == sorted(names) == ["a-total.txt", "member-0.txt", "member-1.txt", "member-2.txt"]
     member2 = [[c for c in dom.children(r) if c.tag == "td"] for r in rows][3]
     assert member2[5].text == "member: 2"  # metadata shown
