@@ -363,7 +363,11 @@ class Catalog:
             return lineage.walk(self._conn, x, upstream=False, depth=depth, where=str(self.path))
 
     def bulk_load_edges(self, rows: Iterable[EdgeRow]) -> int:
-        """Insert many lineage edges fast (indexes rebuilt once at the end); edges already held are kept."""
+        """Insert many lineage edges that are new to the catalog, fast: indexes are rebuilt once at the end.
+
+        Rows must not repeat an edge already held or given twice (``sqlite3.IntegrityError``
+        otherwise); :meth:`add_edges` merges instead.
+        """
         count = 0
         with self._write() as conn:
             conn.execute("DROP INDEX IF EXISTS lineage_identity")

@@ -41,21 +41,21 @@ _streams_lock = threading.Lock()
 
 def _write(handle: SessionHandle, event: ArtifactUsed) -> None:
     """Append ``event`` to the run's ``artifacts.jsonl``, through a stream kept open per run (cheap per event)."""
-    path = Path(handle.run_dir) / ARTIFACTS_STREAM
-    stream = _streams.get(str(path))
+    stream = _streams.get(handle.run_dir)
     if stream is None:
+        path = Path(handle.run_dir) / ARTIFACTS_STREAM
         if not path.parent.is_dir():  # a worker that cannot see the run directory
             RelayStream(handle.run_id, ARTIFACTS_STREAM).write(event)
             return
         with _streams_lock:
-            stream = _streams.setdefault(str(path), JsonlStream(path))
+            stream = _streams.setdefault(handle.run_dir, JsonlStream(path))
     stream.write(event)
 
 
 def close_streams(run_dir: str) -> None:
     """Release the kept-open stream of a run (the session calls it at close)."""
     with _streams_lock:
-        stream = _streams.pop(str(Path(run_dir) / ARTIFACTS_STREAM), None)
+        stream = _streams.pop(str(run_dir), None)
     if stream is not None:
         stream.close()
 
