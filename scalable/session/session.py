@@ -76,6 +76,7 @@ class ScalableSession:
         self._environment = environment_identity(self._git_commit)
         #: Qualified name -> source digest of each function submitted (cached ones come from cache.jsonl).
         self._functions: dict[str, str] = {}
+        self._unhashable: set[str] = set()
         self.handle = SessionHandle(
             run_id=self.run_id,
             run_dir=str(self.run_dir),
@@ -235,13 +236,14 @@ class ScalableSession:
         name = getattr(fn, "qualified_name", None)
         if name is None and hasattr(fn, "__qualname__"):
             name = f"{getattr(fn, '__module__', '?')}:{fn.__qualname__}"  # as the cache names functions
-        if not name or name in self._functions:
+        if not name or name in self._functions or name in self._unhashable:
             return
         digest = getattr(fn, "source_hash", None)  # a @cacheable function knows its own
         if not isinstance(digest, str):
             try:
                 digest = source_hash(fn)
             except Exception:  # a builtin or a lambda typed at a prompt has no source to hash
+                self._unhashable.add(str(name))
                 return
         self._functions[str(name)] = digest
 

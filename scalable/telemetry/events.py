@@ -256,7 +256,7 @@ class RunStarted(Event):
     python: str | None = None
     """The driver's Python version (``platform.python_version()``)."""
     distributions_digest: str | None = None
-    """``sha256:<hex>`` of the sorted ``name==version`` list of installed distributions."""
+    """``sha256:<hex>`` of the sorted ``name-version`` list of installed distributions."""
 
 
 class RunFinished(Event):
