@@ -275,3 +275,31 @@ def test_the_lineage_command_prints_a_tree_json_dot_and_mermaid(
 
     assert main(["lineage", "./artifacts#no/such.txt"]) == 1
     assert "no artifact 'file://" in capsys.readouterr().err
+
+
+def test_the_fast_read_line_is_the_event_the_model_writes_redacted_alike(tmp_path: Path) -> None:
+    from datetime import datetime, timezone
+
+    from scalable.artifacts.ref import ArtifactKind, ArtifactRef
+    from scalable.session.lineage import read_line
+    from scalable.telemetry import ArtifactUsed, encode_event, parse_event
+
+    ref = ArtifactRef(
+        uri="s3://user:hunter2@bucket/ä/x.nc?X-Amz-Signature=abc", key="ä/x.nc", kind=ArtifactKind.FILE,
+        digest="sha256:" + "a" * 64, size_bytes=3,
+    )  # fmt: skip
+    before = datetime.now(timezone.utc)
+    line = read_line('run "1"', "task-1", "s3://user:hunter2@bucket", ref, "open")
+    fast = parse_event(json.loads(line))
+    model = parse_event(
+        json.loads(
+            encode_event(
+                ArtifactUsed(
+                    run_id='run "1"', task="task-1", via="open", uri=ref.uri, store="s3://user:hunter2@bucket",
+                    key=ref.key, digest=ref.digest, size_bytes=3, artifact_kind="file", timestamp=fast.timestamp,
+                )
+            )
+        )
+    )  # fmt: skip
+    assert fast == model and before <= fast.timestamp <= datetime.now(timezone.utc)
+    assert line.endswith(b"\n") and line.count(b"\n") == 1 and b"hunter2" not in line and b"abc" not in line

@@ -112,7 +112,7 @@ QUERY_INDEXES = (
     "CREATE INDEX IF NOT EXISTS artifacts_kind ON artifacts(kind, created_at)",
     "CREATE INDEX IF NOT EXISTS artifacts_created ON artifacts(created_at)",
     "CREATE INDEX IF NOT EXISTS runs_started ON runs(started_at)",
-    "CREATE INDEX IF NOT EXISTS lineage_dst ON lineage(dst)",
+    "CREATE INDEX IF NOT EXISTS lineage_dst ON lineage(dst, src)",  # covering for the upstream walk
     "CREATE INDEX IF NOT EXISTS lineage_run ON lineage(run_id)",
     "CREATE INDEX IF NOT EXISTS lineage_store_key ON lineage(store, key)",
 )
