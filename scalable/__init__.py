@@ -28,6 +28,7 @@ from scalable.errors import (
     IntegrityError,
     InvalidKeyError,
     KeyConflictError,
+    LineageNotFoundError,
     ManifestError,
     ManifestNotFoundError,
     RunNotFoundError,
@@ -35,6 +36,7 @@ from scalable.errors import (
     StoreUnavailableError,
     UnhashableArgumentError,
     UnsupportedURIError,
+    VersionNotSupportedError,
 )
 from scalable.manifest import Settings, json_schema, load_manifest, resolve_settings
 from scalable.session import ScalableSession, current_session
@@ -63,6 +65,7 @@ __all__ = [
     "InvalidKeyError",
     "JsonlStream",
     "KeyConflictError",
+    "LineageNotFoundError",
     "LocalArtifactStore",
     "ManifestError",
     "ManifestNotFoundError",
@@ -73,6 +76,7 @@ __all__ = [
     "StoreUnavailableError",
     "UnhashableArgumentError",
     "UnsupportedURIError",
+    "VersionNotSupportedError",
     "__version__",
     "build_artifact_store",
     "cacheable",
