@@ -13,9 +13,19 @@ Rebuild: ``Catalog.rebuild([store], [])`` on a local store holding ``--refs`` co
 artifacts (tiny blobs put with ``put_bytes`` by ``--writers`` processes on a non-durable
 store, kept in ``--dir`` for the next run), ``--rounds`` times; refs/s from the median.
 
-    python bench/bench_catalog.py [--rows 1000000] [--runs 1000] [--refs 100000] [--dir PATH] [--rounds 3]
+Lineage (issue 17): ``Catalog.upstream``/``downstream`` at depth 5 over ``--edges`` lineage
+edges (200 generations of tasks, each reading 2 outputs of the generation before and
+recording 3; loaded with ``Catalog.bulk_load_edges``), from random outputs; the cost of
+recording an input inside a task (a ``get_bytes`` of a 1 kB blob in a session task, with
+the read listener on, against the same read unrecorded: the peer); and the report of a
+2,000-task run with its inputs and outputs (time to write it, file size).
 
-Targets (issue): queries under 10 ms; rebuild at least 5,000 refs/s.
+    python bench/bench_catalog.py [--rows 1000000] [--runs 1000] [--refs 100000] [--dir PATH] [--rounds 3]
+                                  [--edges 1000000] [--only lineage]
+
+Targets (issues 10 and 17): queries under 10 ms; rebuild at least 5,000 refs/s; upstream and
+downstream at depth 5 under 10 ms; recording an input under 50 us on top of the read; the
+report of 2,000 tasks under 2 s and 2 MB.
 """
 
 from __future__ import annotations
@@ -41,6 +51,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from scalable.artifacts.local import LocalArtifactStore
 from scalable.catalog import ArtifactRow, Catalog, run_row_from_docs
 from scalable.catalog.catalog import QUICK_CHECK_MAX_BYTES
+from scalable.catalog.lineage_rows import EdgeRow, task_node
 
 T0 = datetime(2026, 11, 1, tzinfo=timezone.utc)
 STORE_URI = "s3://ensemble/results"
@@ -126,12 +137,17 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=50)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--dir", type=Path, default=None, help="work folder (the store is kept there for reuse)")
+    parser.add_argument("--edges", type=int, default=1_000_000)
+    parser.add_argument("--only", choices=("lineage",), default=None, help="run only the lineage part")
     args = parser.parse_args()
     work = args.dir or Path(tempfile.gettempdir()) / "scalable-bench-catalog"
     work.mkdir(parents=True, exist_ok=True)
     load = f", load {os.getloadavg()[0]:.1f}" if hasattr(os, "getloadavg") else ""
     print(f"# {platform.node()} {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}{load}")
     print(f"# folder {work}; medians")
+    if args.only == "lineage":
+        bench_lineage(work, args)
+        return
 
     # 1. queries over a million rows
     db = work / "million.sqlite"
@@ -217,6 +233,172 @@ def main() -> None:
     print(f"rebuild: {rate:,.0f} refs/s (target >= 5,000): {'met' if rate >= 5000 else 'NOT met'}")
     for leftover in [*work.glob("million.sqlite*"), *work.glob("rebuilt.sqlite*")]:
         leftover.unlink()
+    bench_lineage(work, args)
+
+
+# --- lineage ----------------------------------------------------------------------------------------
+GENERATIONS = 200
+INPUTS_PER_TASK = 2
+OUTPUTS_PER_TASK = 3
+
+
+def make_edges(total: int) -> Iterator[EdgeRow]:
+    """Generations of tasks: each reads 2 outputs of the generation before and records 3 (5 edges a task)."""
+    tasks = total // (INPUTS_PER_TASK + OUTPUTS_PER_TASK)
+    per_gen = max(1, tasks // GENERATIONS)
+    rng = random.Random(17)
+    for g in range(GENERATIONS):
+        rid = run_id(g)
+        for t in range(per_gen):
+            task = f"simulate-{t:05d}"
+            node = task_node(rid, task)
+            if g:
+                for pick in rng.sample(range(per_gen * OUTPUTS_PER_TASK), INPUTS_PER_TASK):  # 2 distinct inputs
+                    src = digest((g - 1) * per_gen * OUTPUTS_PER_TASK + pick)
+                    yield EdgeRow(src, node, rid, task, STORE_URI, f"runs/{rid}/in", "use_artifact")
+            else:
+                for k in range(INPUTS_PER_TASK):
+                    yield EdgeRow(
+                        digest(2**62 + k), node, rid, task, STORE_URI, f"inputs/forcing-{k}.nc", "use_artifact"
+                    )
+            for k in range(OUTPUTS_PER_TASK):
+                out = digest((g * per_gen + t) * OUTPUTS_PER_TASK + k)
+                yield EdgeRow(node, out, rid, task, STORE_URI, f"runs/{rid}/{task}/out-{k}.nc", "recorded")
+
+
+def bench_recording(work: Path, n: int) -> tuple[float, float]:
+    """Median seconds of a 1 kB ``get_bytes`` in a session task: unrecorded (the peer), and recorded."""
+    from scalable.artifacts.observe import reads_unobserved
+    from scalable.session import lineage
+    from scalable.session.handle import SessionHandle, activate, deactivate
+
+    root = work / "record-store"
+    shutil.rmtree(root, ignore_errors=True)
+    store = LocalArtifactStore(root, durable=False)
+    store.put_bytes(b"x" * 1000, "inputs/forcing.bin")
+    run_dir = work / "record-run"
+    shutil.rmtree(run_dir, ignore_errors=True)
+    run_dir.mkdir()
+    handle = SessionHandle(run_id="bench", run_dir=str(run_dir), store=store, task="simulate-00001")
+    lineage.install()
+    token = activate(handle)
+    bare, recorded = [], []
+    try:
+        for _ in range(50):  # warm-up: page cache, the kept-open stream
+            store.get_bytes("inputs/forcing.bin")
+        for _ in range(n):  # interleaved, so both see the same machine state
+            with reads_unobserved():
+                start = time.perf_counter()
+                store.get_bytes("inputs/forcing.bin")
+                bare.append(time.perf_counter() - start)
+            start = time.perf_counter()
+            store.get_bytes("inputs/forcing.bin")
+            recorded.append(time.perf_counter() - start)
+    finally:
+        deactivate(token)
+        lineage.close_streams(str(run_dir))
+    lines = (run_dir / "artifacts.jsonl").read_bytes().count(b"\n")
+    assert lines == n + 50, lines
+    return statistics.median(bare), statistics.median(recorded)
+
+
+def bench_report(work: Path, n_tasks: int) -> tuple[float, int]:
+    """Seconds to write the report of a synthetic ``n_tasks`` run (each task 1 input, 1 output), and its size."""
+    from scalable.report import write_run_report
+    from scalable.telemetry import ArtifactRecorded, ArtifactUsed, TaskFinished, TaskStarted, TaskSubmitted
+    from scalable.telemetry import encode_event as encode
+
+    run_dir = work / "report-run" / "20261201T000000Z-bench0"
+    shutil.rmtree(run_dir.parent, ignore_errors=True)
+    run_dir.mkdir(parents=True)
+    rid = run_dir.name
+    tasks, artifacts = [], []
+    for i in range(n_tasks):
+        task = f"simulate-{i:05d}"
+        at = T0 + timedelta(seconds=1 + i * 0.01)
+        common = {"run_id": rid, "task": task, "function": "model:simulate", "worker": "tcp://127.0.0.1:1"}
+        tasks += [
+            TaskSubmitted(**common, timestamp=T0),
+            TaskStarted(**common, timestamp=at),
+            TaskFinished(**common, timestamp=at + timedelta(seconds=0.01), duration_s=0.01, cache="miss"),
+        ]
+        artifacts += [
+            ArtifactUsed(run_id=rid, task=task, via="use_artifact", store=STORE_URI, key="inputs/forcing.nc",
+                         digest=digest(2**62), timestamp=at),
+            ArtifactRecorded(run_id=rid, task=task, name=f"m-{i}.nc", uri=f"{STORE_URI}/runs/{rid}/m-{i}.nc",
+                             key=f"runs/{rid}/m-{i}.nc", digest=digest(i), size_bytes=1000, timestamp=at),
+        ]  # fmt: skip
+    (run_dir / "tasks.jsonl").write_bytes(b"".join(encode(e) for e in tasks))
+    (run_dir / "artifacts.jsonl").write_bytes(b"".join(encode(e) for e in artifacts))
+    times = []
+    for _ in range(3):
+        start = time.perf_counter()
+        out = write_run_report(run_dir, run_dir / "report.html")
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), out.stat().st_size
+
+
+def bench_lineage(work: Path, args: argparse.Namespace) -> None:
+    db = work / "lineage.sqlite"
+    for leftover in work.glob("lineage.sqlite*"):
+        leftover.unlink()
+    with Catalog(db) as catalog:
+        start = time.perf_counter()
+        edges = catalog.bulk_load_edges(make_edges(args.edges))
+        loaded = time.perf_counter() - start
+    print(f"\n# lineage: {edges:,} edges bulk-loaded in {loaded:.1f} s, {db.stat().st_size / 2**20:.0f} MiB")
+    per_gen = max(1, args.edges // (INPUTS_PER_TASK + OUTPUTS_PER_TASK) // GENERATIONS)
+    rng = random.Random(5)
+
+    def output_in(first: int, last: int) -> str:
+        return digest(
+            (rng.randrange(first, last) * per_gen + rng.randrange(per_gen)) * OUTPUTS_PER_TASK + rng.randrange(3)
+        )
+
+    catalog = Catalog(db)
+    walks: list[tuple[str, Callable[[], Any]]] = [
+        ("upstream, depth 5", lambda: catalog.upstream(output_in(100, GENERATIONS), depth=5).edges),
+        ("downstream, depth 5", lambda: catalog.downstream(output_in(0, 100), depth=5).edges),
+        (
+            "upstream of a run's tasks, depth 5",
+            lambda: catalog.upstream(run_id(rng.randrange(100, 200)), depth=1).edges,
+        ),
+    ]
+    print()
+    print(f"| lineage walk over {edges:,} edges | median ms | edges returned | target ms | median / target |")
+    print("|---|---:|---:|---:|---:|")
+    worst = 0.0
+    for label, fn in walks[:2]:
+        ms, found = time_query(fn, args.queries)
+        worst = max(worst, ms)
+        print(f"| {label} | {ms:.2f} | {found} | 10 | {ms / 10:.2f} |")
+    ms, found = time_query(walks[2][1], args.queries)
+    print(f"| upstream of a run ({per_gen:,} tasks), depth 1 | {ms:.2f} | {found} | | |")
+    catalog.close()
+    for leftover in work.glob("lineage.sqlite*"):
+        leftover.unlink()
+
+    bare, recorded = bench_recording(work, 5000)
+    extra_us = (recorded - bare) * 1e6
+    print()
+    print("| reading a 1 kB blob in a session task | median us | ratio to the unrecorded read |")
+    print("|---|---:|---:|")
+    print(f"| get_bytes, unrecorded (the peer) | {bare * 1e6:.1f} | 1.00 |")
+    print(f"| get_bytes, recorded as an input | {recorded * 1e6:.1f} | {recorded / bare:.2f} |")
+    print(f"| recording, on top of the read | {extra_us:.1f} | target 50 us: {extra_us / 50:.2f} of it |")
+
+    seconds, size = bench_report(work, 2000)
+    print()
+    print(
+        "| report of a 2,000-task run (2,000 inputs, 2,000 outputs) | median s | file MB | target | median / target |"
+    )
+    print("|---|---:|---:|---:|---:|")
+    print(f"| write_run_report | {seconds:.2f} | {size / 1e6:.2f} | 2 s, 2 MB | {seconds / 2:.2f} |")
+    print()
+    print(f"lineage walks: slowest median {worst:.2f} ms (target < 10 ms): {'met' if worst < 10 else 'NOT met'}")
+    print(f"recording an input: {extra_us:.1f} us (target < 50 us): {'met' if extra_us < 50 else 'NOT met'}")
+    met = seconds < 2 and size < 2e6
+    print(f"report: {seconds:.2f} s, {size / 1e6:.2f} MB (target < 2 s, < 2 MB): {'met' if met else 'NOT met'}")
 
 
 if __name__ == "__main__":

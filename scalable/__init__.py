@@ -29,6 +29,7 @@ from scalable.errors import (
     IntegrityError,
     InvalidKeyError,
     KeyConflictError,
+    LineageNotFoundError,
     LocalPathError,
     ManifestError,
     ManifestNotFoundError,
@@ -37,6 +38,7 @@ from scalable.errors import (
     StoreUnavailableError,
     UnhashableArgumentError,
     UnsupportedURIError,
+    VersionNotSupportedError,
 )
 from scalable.manifest import Settings, json_schema, load_manifest, resolve_settings
 from scalable.session import ScalableSession, current_session
@@ -66,6 +68,7 @@ __all__ = [
     "InvalidKeyError",
     "JsonlStream",
     "KeyConflictError",
+    "LineageNotFoundError",
     "LocalArtifactStore",
     "LocalPathError",
     "ManifestError",
@@ -77,6 +80,7 @@ __all__ = [
     "StoreUnavailableError",
     "UnhashableArgumentError",
     "UnsupportedURIError",
+    "VersionNotSupportedError",
     "__version__",
     "build_artifact_store",
     "cacheable",

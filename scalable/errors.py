@@ -141,6 +141,14 @@ class ReportError(ScalableError, OSError):
     """A run report cannot be written where it was asked to go (a read-only run directory, a full disk)."""
 
 
+class VersionNotSupportedError(ScalableError, ValueError):
+    """A read asked for a ``version=`` of an artifact, and the store cannot read past versions."""
+
+
+class LineageNotFoundError(CatalogError, LookupError):
+    """The catalog has no artifact, digest or run of that name to trace."""
+
+
 __all__ = [
     "AccessDeniedError",
     "ArtifactChangingError",
@@ -155,6 +163,7 @@ __all__ = [
     "IntegrityError",
     "InvalidKeyError",
     "KeyConflictError",
+    "LineageNotFoundError",
     "LocalPathError",
     "ManifestError",
     "ManifestNotFoundError",
@@ -168,4 +177,5 @@ __all__ = [
     "TargetError",
     "UnhashableArgumentError",
     "UnsupportedURIError",
+    "VersionNotSupportedError",
 ]

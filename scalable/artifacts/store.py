@@ -53,6 +53,7 @@ from scalable.artifacts.digests import (
     walk_tree,
 )
 from scalable.artifacts.keys import ancestors, validate_key, validate_prefix
+from scalable.artifacts.observe import notify_read
 from scalable.artifacts.ref import ArtifactKind, ArtifactRef
 from scalable.artifacts.transfer import (
     LocalFileWriter,
@@ -351,6 +352,7 @@ class BaseArtifactStore(ABC):
         if local_path is None:
             raise TypeError("get() needs local_path: where to write the artifact")
         record = self._require_record(key)
+        notify_read(self, record.ref, "get")
         is_dir = record.ref.kind is ArtifactKind.DIR
         target = destination.plan(
             local_path,
@@ -401,6 +403,7 @@ class BaseArtifactStore(ABC):
         if verify not in (True, False, "first"):
             raise ValueError(f"verify must be True, False or 'first', not {verify!r}")
         record = self._require_record(key)
+        notify_read(self, record.ref, "open")
         stream = self._with_current(record, lambda rec: self._open_record(rec, member, verify is not False))
         return verified_first(stream) if verify == "first" else stream
 
@@ -409,6 +412,7 @@ class BaseArtifactStore(ABC):
         record = self._require_record(key)
         if record.ref.kind is ArtifactKind.DIR:
             raise ArtifactKindError(f"artifact {key!r} is a directory: use get(key, path), or open(key, member=...)")
+        notify_read(self, record.ref, "get_bytes")  # load() reads through here
 
         def read(rec: RefRecord) -> bytes:
             data = self._read_bytes(rec.object)

@@ -25,6 +25,7 @@ from scalable.artifacts.base import ArtifactStore
 from scalable.cache import entries, events
 from scalable.cache.config import UNSET, state
 from scalable.cache.errors import UncacheableResultWarning
+from scalable.cache.inputs import argument_inputs
 from scalable.cache.keys import ArgumentKeyer, key_prefix
 from scalable.cache.runtime import Runtime, runtime_for
 from scalable.cache.source import source_hash
@@ -167,11 +168,11 @@ class CachedFunction(Generic[P, R]):
                     with self._stats_lock:
                         self._stats[_LOCAL_HIT] += 1
                     if events.listeners:
-                        self._emit_call(key, "local", began)
+                        self._emit_call(key, "local", began, args, kwargs)
                     return value, "local", key
         value, outcome = self._lookup_or_compute(runtime, key, args, kwargs)
         if events.listeners:
-            self._emit_call(key, outcome, began)
+            self._emit_call(key, outcome, began, args, kwargs)
         return value, outcome, key
 
     def _lookup_or_compute(
@@ -280,8 +281,16 @@ class CachedFunction(Generic[P, R]):
         log.warning(message)
         warnings.warn(message, UncacheableResultWarning, stacklevel=5)
 
-    def _emit_call(self, key: str, outcome: str, began: float) -> None:
-        events.emit("call", function=self.qualified_name, key=key, outcome=outcome, seconds=time.perf_counter() - began)
+    def _emit_call(self, key: str, outcome: str, began: float, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        events.emit(
+            "call",
+            function=self.qualified_name,
+            key=key,
+            outcome=outcome,
+            seconds=time.perf_counter() - began,
+            source_hash=self._source_hash,
+            inputs=argument_inputs(self._keyer.bind(args, kwargs)),  # for lineage: paths and refs by digest
+        )
 
     # ------------------------------------------------------------------ setup
     def _open(self) -> Runtime:

@@ -29,6 +29,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from scalable.artifacts.base import ArtifactStore
+from scalable.artifacts.observe import reads_unobserved
 from scalable.cache import entries, events
 from scalable.errors import ArtifactNotFoundError, IntegrityError
 
@@ -41,6 +42,12 @@ T = TypeVar("T")
 def entry_key(key: str) -> str:
     """Where the entry of cache key ``key`` lives in the remote store."""
     return f"{PREFIX}/{key[:2]}/{key}"
+
+
+def _unobserved_get(store: ArtifactStore, key: str) -> bytes:
+    """A cache entry's bytes; not reported as a task's input (it is the cache's, not the task's)."""
+    with reads_unobserved():
+        return store.get_bytes(key)
 
 
 def _describe(exc: BaseException) -> str:
@@ -97,7 +104,7 @@ class RemoteTier:
             return "resting", None, None
         started = time.monotonic()
         try:
-            data = self._within_timeout(lambda: self.store.get_bytes(entry_key(key)))
+            data = self._within_timeout(lambda: _unobserved_get(self.store, entry_key(key)))
         except ArtifactNotFoundError:
             self._succeeded()
             return "miss", None, None

@@ -20,7 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from scalable.artifacts.base import ArtifactStore, PathLike
-from scalable.catalog import query, schema
+from scalable.catalog import lineage, query, schema
+from scalable.catalog.lineage import Lineage
+from scalable.catalog.lineage_rows import EdgeRow, edge_row_from_recorded
 from scalable.catalog.rebuild import RebuildReport, collect
 from scalable.catalog.rows import ArtifactRow, RunRow, artifact_row_from_event
 from scalable.catalog.sources import RunTelemetry, read_run_dir
@@ -50,6 +52,10 @@ _UPSERT = (
 _INSERT = f"INSERT INTO artifacts ({_COLUMNS}) VALUES ({_MARKS})"
 _DROP_UNRECORDED = "DELETE FROM artifacts WHERE store = ? AND key = ? AND digest = ? AND run_id IS NULL"
 _HAS_RECORDING = "SELECT 1 FROM artifacts WHERE store = ? AND key = ? AND digest = ? AND run_id IS NOT NULL LIMIT 1"
+_EDGE_INSERT = (
+    f"INSERT OR IGNORE INTO lineage ({', '.join(schema.EDGE_COLUMNS)}) "
+    f"VALUES ({', '.join('?' * len(schema.EDGE_COLUMNS))})"
+)
 _RUN_UPSERT = (
     f"INSERT OR REPLACE INTO runs ({', '.join(schema.RUN_COLUMNS)}) VALUES ({', '.join('?' * len(schema.RUN_COLUMNS))})"
 )
@@ -204,10 +210,21 @@ class Catalog:
         return len(rows)
 
     def record_event(self, event: Mapping[str, Any]) -> ArtifactRow:
-        """Add the recorded row of an ``artifact.recorded`` event (the JSON object of its line)."""
+        """Add the row of an ``artifact.recorded`` event (the JSON object of its line) and its lineage edge."""
         row = artifact_row_from_event(event)
-        self.add_artifacts([row])
+        edge = edge_row_from_recorded(event)
+        with self._write():
+            self.add_artifacts([row])
+            if edge is not None:
+                self.add_edges([edge])
         return row
+
+    def add_edges(self, rows: Iterable[EdgeRow]) -> int:
+        """Add lineage edges (one transaction; an edge already held is kept); return how many were given."""
+        rows = list(rows)
+        with self._write() as conn:
+            conn.executemany(_EDGE_INSERT, (row.as_tuple() for row in rows))
+        return len(rows)
 
     def add_run(self, row: RunRow) -> None:
         """Add or replace a run's row."""
@@ -221,6 +238,7 @@ class Catalog:
             if telemetry.run is not None:
                 self.add_run(telemetry.run)
             self.add_artifacts(telemetry.artifacts)
+            self.add_edges(telemetry.edges)
         return telemetry
 
     def bulk_load(self, rows: Iterable[ArtifactRow], runs: Iterable[RunRow] = ()) -> int:
@@ -248,11 +266,15 @@ class Catalog:
         with self._write() as conn:
             conn.execute("DELETE FROM artifacts")
             conn.execute("DELETE FROM runs")
+            conn.execute("DELETE FROM lineage")
             conn.execute("DROP INDEX IF EXISTS artifacts_identity")
+            conn.execute("DROP INDEX IF EXISTS lineage_identity")
             schema.drop_query_indexes(conn)
             conn.executemany(_INSERT, artifacts)
             conn.executemany(_RUN_UPSERT, (run.as_tuple() for run in runs))
+            conn.executemany(_EDGE_INSERT, (edge.as_tuple() for edge in report.edge_rows))
             conn.execute(schema.IDENTITY_INDEX)
+            conn.execute(schema.EDGE_IDENTITY_INDEX)
             schema.create_query_indexes(conn)
         self._conn.execute("ANALYZE")
         return report
@@ -325,6 +347,39 @@ class Catalog:
         with self._reading():
             return query.get_run(self._conn, query.resolve_run(self._conn, run, str(self.path)))
 
+    def upstream(self, x: str, *, depth: int = 5) -> Lineage:
+        """What ``x`` came from: the tasks and inputs up to ``depth`` tasks back.
+
+        ``x`` is a digest (``sha256:<hex>`` or the bare hex), ``STORE#KEY`` (every digest
+        recorded or read at that key), or a run id or unique prefix (the run's tasks).
+        Raises ``LineageNotFoundError`` if the catalog knows no such thing.
+        """
+        with self._reading():
+            return lineage.walk(self._conn, x, upstream=True, depth=depth, where=str(self.path))
+
+    def downstream(self, x: str, *, depth: int = 5) -> Lineage:
+        """What was made from ``x``: the tasks that read it and their outputs, up to ``depth`` tasks on."""
+        with self._reading():
+            return lineage.walk(self._conn, x, upstream=False, depth=depth, where=str(self.path))
+
+    def bulk_load_edges(self, rows: Iterable[EdgeRow]) -> int:
+        """Insert many lineage edges that are new to the catalog, fast: indexes are rebuilt once at the end.
+
+        Rows must not repeat an edge already held or given twice (``sqlite3.IntegrityError``
+        otherwise); :meth:`add_edges` merges instead.
+        """
+        count = 0
+        with self._write() as conn:
+            conn.execute("DROP INDEX IF EXISTS lineage_identity")
+            schema.drop_query_indexes(conn)
+            for batch in _batches(rows, 50_000):
+                conn.executemany(_EDGE_INSERT, batch)
+                count += len(batch)
+            conn.execute(schema.EDGE_IDENTITY_INDEX)
+            schema.create_query_indexes(conn)
+        self._conn.execute("ANALYZE")
+        return count
+
     def counts(self) -> dict[str, int]:
         """How many runs and artifact rows the catalog holds."""
         with self._reading():
@@ -337,8 +392,13 @@ class Catalog:
         with self._reading():
             artifacts = self._conn.execute(f"SELECT {_COLUMNS} FROM artifacts").fetchall()
             runs = self._conn.execute(f"SELECT {', '.join(schema.RUN_COLUMNS)} FROM runs").fetchall()
+            edges = self._conn.execute(f"SELECT {', '.join(schema.EDGE_COLUMNS)} FROM lineage").fetchall()
         key = json.dumps
-        return {"artifacts": sorted(artifacts, key=lambda r: key(r)), "runs": sorted(runs, key=lambda r: key(r))}
+        return {
+            "artifacts": sorted(artifacts, key=lambda r: key(r)),
+            "runs": sorted(runs, key=lambda r: key(r)),
+            "lineage": sorted(edges, key=lambda r: key(r)),
+        }
 
     # ------------------------------------------------------------------ lifecycle
     def close(self) -> None:
@@ -356,8 +416,8 @@ class Catalog:
         return f"Catalog({str(self.path)!r})"
 
 
-def _batches(rows: Iterable[ArtifactRow], size: int) -> Iterator[list[ArtifactRow]]:
-    batch: list[ArtifactRow] = []
+def _batches(rows: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    batch: list[Any] = []
     for row in rows:
         batch.append(row)
         if len(batch) >= size:

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from scalable.artifacts.base import ArtifactStore
+from scalable.catalog.lineage_rows import EdgeRow
 from scalable.catalog.rows import ArtifactRow, RunRow, artifact_row_from_ref
 from scalable.catalog.sources import (
     RunTelemetry,
@@ -33,6 +34,10 @@ from scalable.catalog.sources import (
     read_store_telemetry,
     telemetry_key,
 )
+
+
+def _edge_order(row: EdgeRow) -> tuple[str, ...]:
+    return tuple("" if v is None else str(v) for v in row)
 
 
 def recording_rank(row: ArtifactRow) -> tuple[Any, ...]:
@@ -57,6 +62,9 @@ class RebuildReport:
     unrecorded: int = 0
     skipped_lines: int = 0
     seconds: float = 0.0
+    edges: int = 0
+    #: The lineage edges found (not part of :meth:`to_dict`).
+    edge_rows: list[EdgeRow] = field(default_factory=list, repr=False)
 
     @property
     def artifacts(self) -> int:
@@ -74,6 +82,7 @@ class RebuildReport:
             "recorded": self.recorded,
             "unrecorded": self.unrecorded,
             "skipped_lines": self.skipped_lines,
+            "edges": self.edges,
             "seconds": round(self.seconds, 3),
         }
 
@@ -82,10 +91,12 @@ class _Merge:
     def __init__(self) -> None:
         self.recorded: dict[tuple[str, str, str, str | None], ArtifactRow] = {}
         self.runs: dict[str, tuple[tuple[bool, bool, bool], RunRow]] = {}
+        self.edges: set[EdgeRow] = set()
         self.skipped = 0
 
     def add_telemetry(self, telemetry: RunTelemetry, *, local: bool) -> None:
         self.skipped += telemetry.skipped
+        self.edges.update(telemetry.edges)
         if telemetry.run is not None:
             rank = run_rank(telemetry.run, local)
             held = self.runs.get(telemetry.run.run_id)
@@ -101,7 +112,10 @@ class _Merge:
 def collect(
     stores: Sequence[ArtifactStore], runs_dirs: Iterable[str | Path]
 ) -> tuple[list[ArtifactRow], list[RunRow], RebuildReport]:
-    """Every row the catalog holds when derived from ``stores`` and ``runs_dirs``."""
+    """Every artifact and run row the catalog holds when derived from ``stores`` and ``runs_dirs``.
+
+    The lineage edges found on the way are in ``report.edge_rows``.
+    """
     started = time.perf_counter()
     report = RebuildReport()
     merge = _Merge()
@@ -133,6 +147,8 @@ def collect(
     runs = [row for _rank, row in merge.runs.values()]
     report.runs = len(runs)
     report.skipped_lines = merge.skipped
+    report.edge_rows = sorted(merge.edges, key=_edge_order)
+    report.edges = len(report.edge_rows)
     report.seconds = time.perf_counter() - started
     return artifacts, runs, report
 

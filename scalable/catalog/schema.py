@@ -4,7 +4,8 @@
 ``digest`` at ``key`` in ``store``. A second recording of the same bytes at the same key in
 the same run keeps the earliest one. A committed artifact that no run recorded has one row
 with ``run_id`` NULL (added by a rebuild). ``runs`` holds one row per run, from its
-``run.json`` and ``summary.json``.
+``run.json`` and ``summary.json``. ``lineage`` holds the edges of the lineage graph (see
+:mod:`scalable.catalog.lineage_rows`), one per distinct edge.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import sqlite3
 
 #: Bumped when a table changes; an older catalog file is dropped and rebuilt, never migrated.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: the lineage table
 
 ARTIFACT_COLUMNS = (
     "store",
@@ -45,6 +46,8 @@ RUN_COLUMNS = (
     "summary_json",
 )
 
+EDGE_COLUMNS = ("src", "dst", "run_id", "task", "store", "key", "via", "error")
+
 TABLES = """
 CREATE TABLE IF NOT EXISTS artifacts (
     id            INTEGER PRIMARY KEY,
@@ -76,11 +79,28 @@ CREATE TABLE IF NOT EXISTS runs (
     run_json       TEXT NOT NULL,
     summary_json   TEXT
 );
+CREATE TABLE IF NOT EXISTS lineage (
+    id     INTEGER PRIMARY KEY,
+    src    TEXT NOT NULL,
+    dst    TEXT NOT NULL,
+    run_id TEXT NOT NULL,
+    task   TEXT,
+    store  TEXT,
+    key    TEXT,
+    via    TEXT NOT NULL,
+    error  TEXT
+);
 """
 
 #: The unique index every insert relies on (a recording is identified by store, key, digest and run).
 IDENTITY_INDEX = (
     "CREATE UNIQUE INDEX IF NOT EXISTS artifacts_identity ON artifacts(store, key, digest, ifnull(run_id, ''))"
+)
+
+#: One row per distinct edge (leading with ``src``, it also answers the downstream walk).
+EDGE_IDENTITY_INDEX = (
+    "CREATE UNIQUE INDEX IF NOT EXISTS lineage_identity ON lineage"
+    "(src, dst, ifnull(store, ''), ifnull(key, ''), via, ifnull(error, ''))"
 )
 
 #: Query indexes: each query of :mod:`scalable.catalog.query` is answered from one of them.
@@ -92,6 +112,9 @@ QUERY_INDEXES = (
     "CREATE INDEX IF NOT EXISTS artifacts_kind ON artifacts(kind, created_at)",
     "CREATE INDEX IF NOT EXISTS artifacts_created ON artifacts(created_at)",
     "CREATE INDEX IF NOT EXISTS runs_started ON runs(started_at)",
+    "CREATE INDEX IF NOT EXISTS lineage_dst ON lineage(dst, src)",  # covering for the upstream walk
+    "CREATE INDEX IF NOT EXISTS lineage_run ON lineage(run_id)",
+    "CREATE INDEX IF NOT EXISTS lineage_store_key ON lineage(store, key)",
 )
 
 _INDEX_NAMES = (
@@ -102,6 +125,9 @@ _INDEX_NAMES = (
     "artifacts_kind",
     "artifacts_created",
     "runs_started",
+    "lineage_dst",
+    "lineage_run",
+    "lineage_store_key",
 )
 
 
@@ -111,6 +137,7 @@ def create(conn: sqlite3.Connection) -> None:
         if statement.strip():
             conn.execute(statement)  # not executescript: it would commit the caller's transaction
     conn.execute(IDENTITY_INDEX)
+    conn.execute(EDGE_IDENTITY_INDEX)
     create_query_indexes(conn)
     conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
@@ -131,10 +158,13 @@ def drop(conn: sqlite3.Connection) -> None:
     """Drop both tables (a catalog from another schema version is rebuilt, not migrated)."""
     conn.execute("DROP TABLE IF EXISTS artifacts")
     conn.execute("DROP TABLE IF EXISTS runs")
+    conn.execute("DROP TABLE IF EXISTS lineage")
 
 
 __all__ = [
     "ARTIFACT_COLUMNS",
+    "EDGE_COLUMNS",
+    "EDGE_IDENTITY_INDEX",
     "RUN_COLUMNS",
     "SCHEMA_VERSION",
     "create",

@@ -18,6 +18,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from scalable.artifacts.base import ArtifactStore
+from scalable.catalog.lineage_rows import EdgeRow, edge_rows
 from scalable.catalog.rows import ArtifactRow, RunRow, artifact_row_from_event, run_row_from_docs
 from scalable.telemetry.events import parse_event
 
@@ -35,6 +36,8 @@ class RunTelemetry:
     run: RunRow | None
     artifacts: list[ArtifactRow] = field(default_factory=list)
     skipped: int = 0
+    #: The lineage edges of its ``artifact.used`` and ``artifact.recorded`` events.
+    edges: list[EdgeRow] = field(default_factory=list)
 
 
 def recorded_rows(lines: bytes) -> tuple[list[ArtifactRow], int]:
@@ -72,7 +75,8 @@ def telemetry_from_docs(run: bytes | None, summary: bytes | None, artifacts: byt
     run_doc = _json_doc(run)
     row = run_row_from_docs(run_doc, _json_doc(summary)) if run_doc and "run_id" in run_doc else None
     rows, skipped = recorded_rows(artifacts or b"")
-    return RunTelemetry(row, rows, skipped)
+    edges, _ = edge_rows(artifacts or b"")  # its skipped lines are the ones recorded_rows counted
+    return RunTelemetry(row, rows, skipped, edges)
 
 
 def _read(path: Path) -> bytes | None:

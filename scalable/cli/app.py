@@ -61,6 +61,7 @@ def _register_commands() -> None:
     from scalable.cli import (  # noqa: F401
         cache_cmds,
         catalog_cmds,
+        lineage_cmds,
         manifest_cmds,
         report_cmds,
         store_cmds,

@@ -14,15 +14,23 @@ or, from the shell, with a run id, a unique prefix of one, or a run directory's 
 
 A report has
 
-- the run's metadata (status, start and end, target, store, host, user, git commit);
+- the run's metadata (status, start and end, target, store, host, user, git commit,
+  Python, the installed distributions' digest, the code digest);
 - summary cards: wall time, tasks finished and failed, cache hit rate, artifacts and bytes;
 - the cache hit rate of the tasks' ``@cacheable`` calls, as a number and a bar, with the
   ``cache.jsonl`` events counted by kind and tier;
 - a task timeline: one bar per task from its start to its end on a shared time axis,
   coloured by outcome (cache hit, computed, failed, never finished) and labelled with the
-  task id; hovering a bar shows its function, worker, duration, cache counts and error;
-- the tasks that failed or never finished, with their errors;
-- the artifacts table: name, key, kind, size (exact bytes on hover) and the full digest.
+  task id (bars are at least 4 px wide, so a run of cache hits still shows them; the time
+  before the first task, the cluster starting, is a labelled band); hovering a bar shows its
+  function, worker, duration, cache counts and error;
+- the tasks that failed or never finished, with their errors and (collapsed) tracebacks;
+- the artifacts table, sorted by name: name, key, kind, size (exact bytes on hover), the
+  full digest, the metadata, and ``STORE#KEY`` (one click selects it for copying); keys and
+  names wrap only after ``/``, ``_``, ``-`` and ``.``;
+- the lineage graph: the run's inputs -> its tasks -> its outputs, inline SVG; past 40
+  tasks, tasks are grouped by function and a column of more than 40 artifacts by folder;
+- links to the run's telemetry files (relative when the report is in the run directory).
 
 It is built from the run directory's telemetry (``run.json``, ``summary.json``,
 ``tasks.jsonl``, ``artifacts.jsonl``, ``cache.jsonl``; see :mod:`scalable.session`), so it
@@ -65,8 +73,8 @@ def write_report(report: RunReport, out_path: str | os.PathLike[str]) -> Path:
 
     Raises :class:`~scalable.errors.ReportError` if the file cannot be written there.
     """
-    html = render_html(report)
     out = Path(out_path).expanduser().absolute()
+    html = render_html(report, out)
     tmp = out.with_name(f".{out.name}.{uuid.uuid4().hex[:8]}.tmp")
     try:
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -17,8 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from scalable.errors import RunNotFoundError
+from scalable.report.graph import GraphInput
 from scalable.session.locate import RUN_MARKERS
 from scalable.telemetry import Event, read_events
+
+#: The files of a run directory the report links to.
+TELEMETRY_FILES = ("run.json", "summary.json", "tasks.jsonl", "artifacts.jsonl", "cache.jsonl", "scalable.yaml")
 
 #: Task outcomes, in the order the legend lists them.
 OUTCOMES = ("hit", "computed", "failed", "unfinished")
@@ -44,6 +48,7 @@ class TaskRow:
     cache_misses: int = 0
     error_type: str | None = None
     error: str | None = None
+    traceback: str | None = None
 
 
 @dataclass(frozen=True)
@@ -58,6 +63,18 @@ class ArtifactRow:
     digest: str
     uri: str
     task: str | None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def store(self) -> str:
+        """The store's URI (the artifact's URI without its key)."""
+        suffix = "/" + self.key
+        return self.uri[: -len(suffix)] if self.uri.endswith(suffix) else self.uri
+
+    @property
+    def store_key(self) -> str:
+        """``STORE#KEY``, as the command line names the artifact."""
+        return f"{self.store}#{self.key}"
 
 
 @dataclass(frozen=True)
@@ -95,6 +112,10 @@ class RunReport:
     cache: CacheStats
     counts: dict[str, int]
     notes: list[str] = field(default_factory=list)
+    inputs: list[GraphInput] = field(default_factory=list)
+    """The run's ``artifact.used`` events (its inputs), in order."""
+    files: list[str] = field(default_factory=list)
+    """The telemetry files present in the run directory."""
 
     @property
     def duration_s(self) -> float | None:
@@ -200,13 +221,29 @@ def _tasks(events: list[Event], origin: datetime, run_end_s: float | None) -> li
                 cache_misses=int(getattr(end_event, "cache_misses", 0) or 0),
                 error_type=getattr(end_event, "error_type", None),
                 error=getattr(end_event, "error", None),
+                traceback=getattr(end_event, "traceback", None),
             )
         )
     return rows
 
 
-def _artifacts(events: list[Event]) -> list[ArtifactRow]:
+def _inputs(events: list[Event]) -> list[GraphInput]:
     return [
+        GraphInput(
+            task=getattr(e, "task", None),
+            digest=getattr(e, "digest", None),
+            key=getattr(e, "key", None) or getattr(e, "uri", None),
+            store=getattr(e, "store", None),
+            via=str(getattr(e, "via", "used")),
+            error=getattr(e, "error", None),
+        )
+        for e in events
+        if e.event == "artifact.used"
+    ]
+
+
+def _artifacts(events: list[Event]) -> list[ArtifactRow]:
+    rows = [
         ArtifactRow(
             name=str(e.name),  # type: ignore[attr-defined]
             key=str(e.key),  # type: ignore[attr-defined]
@@ -216,10 +253,12 @@ def _artifacts(events: list[Event]) -> list[ArtifactRow]:
             digest=str(e.digest),  # type: ignore[attr-defined]
             uri=str(e.uri),  # type: ignore[attr-defined]
             task=e.task,  # type: ignore[attr-defined]
+            metadata=dict(getattr(e, "metadata", None) or {}),
         )
         for e in events
         if e.event == "artifact.recorded"
     ]
+    return sorted(rows, key=lambda a: (a.name, a.key))
 
 
 def load_run_report(run_dir: str | Path) -> RunReport:
@@ -255,6 +294,7 @@ def load_run_report(run_dir: str | Path) -> RunReport:
     misses = sum(r.cache_misses for r in rows)
     tally = Counter(f"{e.event} ({getattr(e, 'tier', None) or 'no tier'})" for e in cache_events)
 
+    code = run.get("code") if isinstance(run.get("code"), dict) else {}
     metadata = {
         "Run id": run_id,
         "Status": status,
@@ -265,6 +305,11 @@ def load_run_report(run_dir: str | Path) -> RunReport:
         "Host": _text(run.get("host") or (started_event.host if started_event else None)),
         "User": _text(run.get("user") or getattr(started_event, "user", None)),
         "Git commit": _text(run.get("git_commit") or getattr(started_event, "git_commit", None)),
+        "Python": _text(code.get("python") or getattr(started_event, "python", None)),
+        "Installed distributions": _text(
+            code.get("distributions_digest") or getattr(started_event, "distributions_digest", None)
+        ),
+        "Code digest": _text(code.get("digest")),
         "scalable": _text(run.get("scalable_version") or getattr(started_event, "scalable_version", None)),
         "Run directory": str(run_dir),
     }
@@ -286,6 +331,8 @@ def load_run_report(run_dir: str | Path) -> RunReport:
         cache=CacheStats(hits=hits, misses=misses, events=dict(sorted(tally.items()))),
         counts=counts,
         notes=notes,
+        inputs=_inputs(artifacts),
+        files=[name for name in TELEMETRY_FILES if (run_dir / name).is_file()],
     )
 
 

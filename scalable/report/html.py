@@ -11,15 +11,20 @@ autoescaping.
 from __future__ import annotations
 
 import math
+import os
+import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import resources
+from pathlib import Path
 
 import jinja2
+from markupsafe import Markup, escape
 from rich.filesize import decimal
 
 import scalable
 from scalable.report.data import OUTCOMES, RunReport, TaskRow
+from scalable.report.graph import NODE_H, NODE_W, GraphOutput, RunGraph, build_graph
 
 #: Timeline geometry, in SVG user units (pixels at 100 % zoom).
 WIDTH = 1000
@@ -33,6 +38,10 @@ BAR_H = 11
 BOTTOM_AXIS_ROWS = 40
 #: Task labels longer than this are cut (the full id is in the bar's tooltip).
 LABEL_CHARS = 34
+#: The narrowest bar, so that a task of a few milliseconds (a cache hit) is still seen.
+MIN_BAR_W = 4.0
+#: A start-up gap before the first task narrower than this is not labelled.
+STARTUP_MIN_W = 40.0
 
 OUTCOME_LABELS = {
     "hit": "finished, cache hit",
@@ -119,7 +128,7 @@ def timeline(report: RunReport) -> tuple[list[Bar], list[Tick], float]:
                 outcome=row.outcome,
                 y=AXIS_H + i * ROW_H,
                 x=round(BAR_X0 + row.start_s * scale, 2),
-                width=round(max(2.0, (row.end_s - row.start_s) * scale), 2),
+                width=round(max(MIN_BAR_W, (row.end_s - row.start_s) * scale), 2),
                 tooltip=_tooltip(row),
             )
         )
@@ -129,6 +138,48 @@ def timeline(report: RunReport) -> tuple[list[Bar], list[Tick], float]:
     ]
     height = rows_end(len(bars))
     return bars, ticks, height + (AXIS_H if len(bars) > BOTTOM_AXIS_ROWS else 0)
+
+
+@dataclass(frozen=True)
+class Startup:
+    """The time before the first task started (the cluster starting), as a band on the timeline."""
+
+    x: float
+    width: float
+    label: str
+
+
+def startup_band(report: RunReport) -> Startup | None:
+    """The start-up band, when the first task started noticeably after the run did."""
+    if not report.tasks:
+        return None
+    first = min(t.start_s for t in report.tasks)
+    width = first * BAR_W / (report.span_s or 1.0)
+    if width < STARTUP_MIN_W:
+        return None
+    return Startup(x=BAR_X0, width=round(width, 2), label=f"cluster start-up, {human_seconds(first)}")
+
+
+_BREAK_AFTER = re.compile(r"([/_.\-])")
+
+
+def breakable(text: object) -> Markup:
+    """``text`` escaped, with a line-break opportunity after each ``/``, ``_``, ``.`` and ``-`` (not mid-word)."""
+    return Markup(_BREAK_AFTER.sub(r"\1<wbr>", str(escape(str(text)))))
+
+
+def telemetry_links(report: RunReport, out_path: str | os.PathLike[str] | None) -> list[tuple[str, str]]:
+    """``(name, href)`` of the run's telemetry files: relative beside a report in the run directory, else file URIs."""
+    run_dir = Path(report.run_dir).absolute()
+    here = out_path is not None and Path(out_path).absolute().parent == run_dir
+    return [(name, name if here else (run_dir / name).as_uri()) for name in report.files]
+
+
+def run_graph(report: RunReport) -> RunGraph:
+    """The lineage graph of the run: its inputs, tasks and outputs."""
+    functions = {t.task: t.function for t in report.tasks}
+    outputs = [GraphOutput(task=a.task, digest=a.digest, key=a.key, name=a.name) for a in report.artifacts]
+    return build_graph(report.inputs, outputs, functions)
 
 
 def rows_end(n_rows: int) -> float:
@@ -157,11 +208,16 @@ def _environment() -> jinja2.Environment:
     )
     env.filters["bytes"] = human_bytes
     env.filters["seconds"] = human_seconds
+    env.filters["breakable"] = breakable
     return env
 
 
-def render_html(report: RunReport) -> str:
-    """The report as one HTML document (a string), with no external resources."""
+def render_html(report: RunReport, out_path: str | os.PathLike[str] | None = None) -> str:
+    """The report as one HTML document (a string), with no external resources.
+
+    ``out_path`` (where the file will be written) makes the links to the run's telemetry
+    files relative when the report sits in the run directory.
+    """
     bars, ticks, height = timeline(report)
     rate = report.cache.hit_rate
     return (
@@ -185,10 +241,27 @@ def render_html(report: RunReport) -> str:
             hit_rate=rate,
             hit_rate_text="n/a" if rate is None else f"{rate * 100:.1f}%",
             failed=[t for t in report.tasks if t.outcome in ("failed", "unfinished")],
+            startup=startup_band(report),
+            graph=run_graph(report),
+            node_w=NODE_W,
+            node_h=NODE_H,
+            links=telemetry_links(report, out_path),
             generated_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
             version=scalable.__version__,
         )
     )
 
 
-__all__ = ["Bar", "Tick", "human_bytes", "human_seconds", "render_html", "timeline"]
+__all__ = [
+    "Bar",
+    "Startup",
+    "Tick",
+    "breakable",
+    "human_bytes",
+    "human_seconds",
+    "render_html",
+    "run_graph",
+    "startup_band",
+    "telemetry_links",
+    "timeline",
+]

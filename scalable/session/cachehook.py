@@ -11,6 +11,8 @@ from typing import Any
 
 from scalable.cache import add_listener, configure_cache
 from scalable.session.handle import CACHE_STREAM, SessionHandle, active_handle
+from scalable.session.lineage import install as install_read_listener
+from scalable.session.lineage import record_argument_inputs
 from scalable.session.tasks import task_cache_counts
 from scalable.telemetry import CacheEvent
 
@@ -33,10 +35,12 @@ def _to_telemetry(handle: SessionHandle, record: dict[str, Any]) -> CacheEvent |
         counts = task_cache_counts.get()
         if counts is not None:
             counts["hits" if hit else "misses"] += 1
+        record_argument_inputs(handle, record)
         return CacheEvent(
             event="cache.hit" if hit else "cache.miss",
             tier=outcome if hit else None,
             duration_s=record.get("seconds"),
+            source_hash=record.get("source_hash"),
             **common,
         )
     if kind in _ERRORS:
@@ -62,6 +66,7 @@ def prepare_process(handle: SessionHandle) -> None:
     """Once per process and run: apply the run's cache settings and listen to cache events."""
     global _configured_run
     add_listener(record_cache_event)  # idempotent
+    install_read_listener()  # idempotent
     if _configured_run != handle.run_id:
         settings = handle.extra.get("cache")
         if settings:

@@ -77,6 +77,20 @@ class SessionHandle:
         notify_recorded(event)  # in the session's own process: into the catalog at once
         return ref
 
+    def use_artifact(
+        self, source: ArtifactStore | ArtifactRef | str, key: str | None = None, version: str | None = None
+    ) -> Path:
+        """A local path to an artifact, recorded as an input of this task (``artifact.used``).
+
+        ``source`` is ``"STORE#KEY"``, a store URI or store with ``key``, or an
+        :class:`~scalable.artifacts.ref.ArtifactRef`. ``version`` needs a store that keeps
+        versions (``VersionNotSupportedError`` otherwise). A fetch that fails raises the
+        store's error, and the event records it.
+        """
+        from scalable.session.lineage import use_artifact  # lineage imports this module
+
+        return use_artifact(self, source, key, version)
+
 
 _current: ContextVar[SessionHandle | None] = ContextVar("scalable_session", default=None)
 

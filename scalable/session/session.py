@@ -24,6 +24,7 @@ from scalable.artifacts.base import ArtifactStore, PathLike
 from scalable.artifacts.factory import build_artifact_store
 from scalable.artifacts.ref import ArtifactRef
 from scalable.artifacts.uris import redact_uri
+from scalable.cache.source import source_hash
 from scalable.catalog.feed import CatalogFeed
 from scalable.session.cachehook import prepare_process
 from scalable.session.handle import (
@@ -35,6 +36,8 @@ from scalable.session.handle import (
     activate,
     deactivate,
 )
+from scalable.session.identity import code_identity, environment_identity
+from scalable.session.lineage import RECORD_READS, close_streams
 from scalable.session.relay import collect
 from scalable.session.runs import git_commit, host_name, new_run_id, user_name, write_json_atomic
 from scalable.session.targets import Target, build_cluster
@@ -54,6 +57,7 @@ class ScalableSession:
         manifest_text: str | None = None,
         cache_settings: dict[str, Any] | None = None,
         run_id: str | None = None,
+        record_reads: bool = True,
     ) -> None:
         self.run_id = run_id or new_run_id()
         self.run_dir = Path(runs_dir).expanduser().resolve() / self.run_id
@@ -69,8 +73,15 @@ class ScalableSession:
         self._client: Any = None
         self._started_at = datetime.now(timezone.utc)
         self._git_commit = git_commit()
+        self._environment = environment_identity(self._git_commit)
+        #: Qualified name -> source digest of each function submitted (cached ones come from cache.jsonl).
+        self._functions: dict[str, str] = {}
+        self._unhashable: set[str] = set()
         self.handle = SessionHandle(
-            run_id=self.run_id, run_dir=str(self.run_dir), store=store, extra={"cache": self.cache_settings}
+            run_id=self.run_id,
+            run_dir=str(self.run_dir),
+            store=store,
+            extra={"cache": self.cache_settings, RECORD_READS: record_reads},
         )
         prepare_process(self.handle)
         #: What tasks carry to the workers (the same handle; a test swaps in an unreachable run dir).
@@ -88,6 +99,9 @@ class ScalableSession:
                     user=user_name(),
                     scalable_version=scalable.__version__,
                     git_commit=self._git_commit,
+                    git_dirty=self._environment["git_dirty"],
+                    python=self._environment["python"],
+                    distributions_digest=self._environment["distributions_digest"],
                 )
             )
         self._token = activate(self.handle)
@@ -97,12 +111,18 @@ class ScalableSession:
     # ------------------------------------------------------------------ construction
     @classmethod
     def from_yaml(
-        cls, path: PathLike | None = None, *, target: str | None = None, overlay: str | None = None
+        cls,
+        path: PathLike | None = None,
+        *,
+        target: str | None = None,
+        overlay: str | None = None,
+        record_reads: bool = True,
     ) -> ScalableSession:
         """A session from ``scalable.yaml`` (``SCALABLE_MANIFEST``, else ``./scalable.yaml``, else defaults).
 
         The target is the argument, then ``SCALABLE_TARGET``, then ``local``; ``overlay``
-        merges a named overlay of the manifest onto its base. A bad manifest raises
+        merges a named overlay of the manifest onto its base; ``record_reads=False`` stops
+        recording store reads inside tasks as inputs (``use_artifact`` still records). A bad manifest raises
         ``ManifestError`` naming the file, line and field, before anything starts.
         """
         from scalable.manifest import resolve_settings
@@ -115,6 +135,7 @@ class ScalableSession:
             runs_dir=settings.runs_dir,
             manifest_text=settings.manifest_text,
             cache_settings=settings.cache_settings(),
+            record_reads=record_reads,
         )
 
     # ------------------------------------------------------------------ lifecycle
@@ -164,6 +185,7 @@ class ScalableSession:
             summary = self.summary()
             write_json_atomic(self.run_dir / "summary.json", summary)
             self._write_run_json(status=status, ended_at=datetime.now(timezone.utc).isoformat())
+            close_streams(str(self.run_dir))
             if self._catalog_feed is not None:
                 self._catalog_feed.close()
             self._copy_telemetry()
@@ -193,6 +215,7 @@ class ScalableSession:
         """Run ``fn(*args, **kwargs)`` on the target; returns a Dask future."""
         self._check_open()
         task = self._task_id(fn)
+        self._note_function(fn)
         runner = TaskRunner(self._worker_handle, task, fn, setup=prepare_process)
         with self.handle.stream(TASKS_STREAM) as stream:
             stream.write(TaskSubmitted(run_id=self.run_id, task=task, function=getattr(fn, "__qualname__", repr(fn))))
@@ -209,6 +232,21 @@ class ScalableSession:
         self._check_open()
         return self.client.gather(futures)
 
+    def _note_function(self, fn: Callable[..., Any]) -> None:
+        name = getattr(fn, "qualified_name", None)
+        if name is None and hasattr(fn, "__qualname__"):
+            name = f"{getattr(fn, '__module__', '?')}:{fn.__qualname__}"  # as the cache names functions
+        if not name or name in self._functions or name in self._unhashable:
+            return
+        digest = getattr(fn, "source_hash", None)  # a @cacheable function knows its own
+        if not isinstance(digest, str):
+            try:
+                digest = source_hash(fn)
+            except Exception:  # a builtin or a lambda typed at a prompt has no source to hash
+                self._unhashable.add(str(name))
+                return
+        self._functions[str(name)] = digest
+
     # ------------------------------------------------------------------ artifacts
     def record_artifact(
         self,
@@ -222,6 +260,29 @@ class ScalableSession:
         """Upload ``path`` under ``runs/<run_id>/`` (or ``key``) and append it to ``artifacts.jsonl``."""
         self._check_open()
         return self.handle.record_artifact(path, kind=kind, key=key, name=name, metadata=metadata)
+
+    def use_artifact(
+        self, source: ArtifactStore | ArtifactRef | str, key: str | None = None, version: str | None = None
+    ) -> Path:
+        """A local path to an artifact, recorded as an input of the run (an ``artifact.used`` event).
+
+        ``source`` is ``"STORE#KEY"``, a store (or store URI) with ``key``, or an
+        :class:`~scalable.artifacts.ref.ArtifactRef`. Inside a task use
+        ``current_session().use_artifact(...)``: the input is then the task's. ``version``
+        needs a store that keeps versions (``VersionNotSupportedError`` otherwise). An
+        input that cannot be fetched raises the store's error, and the event records it.
+        """
+        self._check_open()
+        return self.handle.use_artifact(source, key, version)
+
+    def code_identity(self) -> dict[str, Any]:
+        """Git commit and dirty flag, Python, distributions digest, each function's source digest, and their digest."""
+        functions = dict(self._functions)
+        for event in read_events(self.run_dir / CACHE_STREAM).events:
+            digest = getattr(event, "source_hash", None)
+            if digest and event.event in ("cache.hit", "cache.miss"):
+                functions.setdefault(str(event.function), str(digest))  # type: ignore[attr-defined]
+        return code_identity(self._environment, functions)
 
     # ------------------------------------------------------------------ records
     def summary(self) -> dict[str, Any]:
@@ -266,6 +327,7 @@ class ScalableSession:
             "pid": os.getpid(),
             "scalable_version": scalable.__version__,
             "git_commit": self._git_commit,
+            "code": self.code_identity(),
         }
         write_json_atomic(self.run_dir / "run.json", doc)
 

@@ -9,6 +9,7 @@ run's ``tasks.jsonl``, and runs the function.
 from __future__ import annotations
 
 import time
+import traceback
 from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -16,6 +17,9 @@ from typing import Any
 
 from scalable.session.handle import TASKS_STREAM, SessionHandle, activate, deactivate
 from scalable.telemetry import TaskFailed, TaskFinished, TaskStarted
+
+#: The last characters of a failed task's traceback that its event keeps.
+MAX_TRACEBACK = 20_000
 
 #: Cache lookups of the running task, counted by the cache listener the session installs.
 task_cache_counts: ContextVar[dict[str, int] | None] = ContextVar("scalable_task_cache_counts", default=None)
@@ -61,6 +65,7 @@ class TaskRunner:
                 duration_s=time.perf_counter() - start,
                 error_type=type(exc).__name__,
                 error=str(exc),
+                traceback=traceback.format_exc()[-MAX_TRACEBACK:],
                 cache_hits=counts["hits"],
                 cache_misses=counts["misses"],
             )

@@ -126,6 +126,40 @@ class ArtifactRecorded(Event):
         )
 
 
+class ArtifactUsed(Event):
+    """A run read an artifact as an input (``artifacts.jsonl``): the ``in`` edge of the lineage graph.
+
+    Written by ``session.use_artifact``, by a store read (``get``, ``open``, ``get_bytes``,
+    ``load``) inside a session task, and for each ``Path`` or ``ArtifactRef`` argument of a
+    ``@cacheable`` call. An input that could not be fetched has ``error`` set and, when its
+    ref could not be read, no ``digest``.
+    """
+
+    event: Literal["artifact.used"] = "artifact.used"
+    task: str | None = None
+    """The task that read it; ``None`` when read by the driver."""
+    via: str
+    """How it was read: ``use_artifact``, ``get``, ``open``, ``get_bytes``, or ``argument`` (of a cached call)."""
+    uri: str | None = None
+    """The artifact's URI (store URI and key; credentials redacted), or the local path of an argument."""
+    store: str | None = None
+    """The store's URI (``None`` for a local file passed as an argument)."""
+    key: str | None = None
+    """Its key in the store."""
+    version: str | None = None
+    """The version asked for (``use_artifact(version=...)``), if any."""
+    digest: str | None = None
+    """``sha256:<hex>`` of the bytes read (``None`` if they could not be found)."""
+    size_bytes: int | None = Field(None, ge=0)
+    """Its size in bytes, when known."""
+    artifact_kind: str | None = None
+    """file, dir or blob, when known."""
+    function: str | None = None
+    """The cached function an ``argument`` input went to."""
+    error: str | None = None
+    """Why the input could not be fetched (the store's error), if it could not."""
+
+
 class TaskEvent(Event):
     """Fields of every task event (``tasks.jsonl``)."""
 
@@ -173,6 +207,8 @@ class TaskFailed(TaskEvent):
     """The exception's class name."""
     error: str = ""
     """The exception's message."""
+    traceback: str | None = None
+    """The formatted traceback (innermost frames last; redacted when written)."""
 
 
 class CacheEvent(Event):
@@ -197,6 +233,8 @@ class CacheEvent(Event):
     """Size of the stored entry, when known."""
     error: str | None = None
     """What went wrong (``cache.error``)."""
+    source_hash: str | None = None
+    """SHA-256 hex of the cached function's normalized source (``cache.hit``/``cache.miss``)."""
 
 
 class RunStarted(Event):
@@ -213,6 +251,12 @@ class RunStarted(Event):
     """The commit of the working directory's git repository, if any."""
     manifest: str | None = None
     """The manifest in use, if recorded."""
+    git_dirty: bool | None = None
+    """Whether the git working tree had uncommitted changes (``None`` outside git)."""
+    python: str | None = None
+    """The driver's Python version (``platform.python_version()``)."""
+    distributions_digest: str | None = None
+    """``sha256:<hex>`` of the sorted ``name-version`` list of installed distributions."""
 
 
 class RunFinished(Event):
@@ -238,6 +282,7 @@ __all__ = [
     "EVENT_TYPES",
     "SCHEMA_VERSION",
     "ArtifactRecorded",
+    "ArtifactUsed",
     "CacheEvent",
     "Event",
     "RunFinished",

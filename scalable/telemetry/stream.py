@@ -68,6 +68,16 @@ class JsonlStream:
         """Append one event as one line."""
         self._append(encode_event(event))
 
+    def write_line(self, line: bytes) -> None:
+        """Append one line already encoded as :func:`encode_event` would (JSON, ``\\n``-terminated, redacted).
+
+        For hot paths that build an event's line without the model (the read recorder of
+        :mod:`scalable.session.lineage`); the caller owns the encoding and the redaction.
+        """
+        if not line.endswith(b"\n") or b"\n" in line[:-1]:
+            raise ValueError("write_line takes exactly one line ending in a newline")
+        self._append(line)
+
     def write_many(self, events: Iterable[Event]) -> int:
         """Append several events with one lock and one write; return how many.
 
