@@ -361,7 +361,9 @@ class Mirror:
             doc = json.loads(self._record_path(hexdigest).read_bytes())
         except (OSError, ValueError):
             return None
-        if not isinstance(doc, dict) or doc.get("format") != RECORD_FORMAT or doc.get("digest") != f"sha256:{hexdigest}":
+        if not isinstance(doc, dict) or doc.get("format") != RECORD_FORMAT:
+            return None
+        if doc.get("digest") != f"sha256:{hexdigest}":
             return None
         name = doc.get("name")
         if not isinstance(name, str) or name in ("", ".", "..") or "/" in name or "\0" in name:
