@@ -105,7 +105,7 @@ class ScalableFileSystem(AbstractFileSystem):
         if self._bound is not None:
             return self._bound, "", unquote(path)
         head, _, rest = path.partition("/")
-        if not head:
+        if "://" not in unquote(head):  # a store URI (a local store's is file:///...), never a bare path
             raise FileNotFoundError(
                 "a scalable:// path starts with its store's URI, percent-encoded: "
                 "scalable://s3%3A%2F%2Fbucket%2Fprefix/key (see scalable.artifacts.fsspec_view.artifact_url)"
