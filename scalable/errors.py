@@ -141,6 +141,14 @@ class ReportError(ScalableError, OSError):
     """A run report cannot be written where it was asked to go (a read-only run directory, a full disk)."""
 
 
+class MirrorError(ScalableError):
+    """The local mirror cannot hold or serve an artifact (a bound too small, an unwritable folder, no versions)."""
+
+
+class MirrorFullError(MirrorError, OSError):
+    """The local mirror's disk filled up during a fetch; nothing partial was left in the mirror."""
+
+
 __all__ = [
     "AccessDeniedError",
     "ArtifactChangingError",
@@ -159,6 +167,8 @@ __all__ = [
     "ManifestError",
     "ManifestNotFoundError",
     "ManifestProblem",
+    "MirrorError",
+    "MirrorFullError",
     "NoSessionError",
     "ReportError",
     "RunNotFoundError",

@@ -46,7 +46,7 @@ from typing import Any
 from scalable.artifacts.base import ArtifactStore
 from scalable.artifacts.digests import DigestCache, shared_digest_cache
 from scalable.artifacts.ref import ArtifactKind, ArtifactRef
-from scalable.errors import ArtifactChangingError, ArtifactNotFoundError, ScalableError
+from scalable.errors import ArtifactChangingError, ArtifactNotFoundError, MirrorError, MirrorFullError, ScalableError
 
 log = logging.getLogger("scalable.artifacts.mirror")
 
@@ -54,14 +54,6 @@ ENV_DIR = "SCALABLE_MIRROR_DIR"
 ENV_MAX_BYTES = "SCALABLE_MIRROR_MAX_BYTES"
 RECORD_FORMAT = "scalable.mirror/1"
 _FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
-
-
-class MirrorError(ScalableError):
-    """The local mirror cannot hold or serve an artifact (a full disk, a bound too small, no versions)."""
-
-
-class MirrorFullError(MirrorError, OSError):
-    """The mirror's disk filled up during a fetch; nothing partial was left in the mirror."""
 
 
 def is_digest(text: str) -> bool:
