@@ -176,7 +176,9 @@ class Project(_Model):
         "the longest matching prefix applies. Empty values are left out.",
     )
 
-    @field_validator("name", "default_storage", "local_cache", "local_mirror", "cache_remote", mode="before")
+    @field_validator(
+        "name", "default_storage", "local_cache", "local_mirror", "mirror_max_bytes", "cache_remote", mode="before"
+    )
     @classmethod
     def _empty_is_unset(cls, value: Any) -> Any:
         return None if value == "" else value
