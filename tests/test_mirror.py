@@ -339,7 +339,11 @@ def test_a_fetch_killed_before_its_record_leaves_an_entry_that_is_replaced(tmp_p
     path = m.fetch(store, "k")
     m._record_path(ref.hexdigest).unlink()  # as if killed between moving the content and writing its record
     assert not m.contains(ref.digest) and m.entries() == []
+    leftover = tmp_path / "mirror" / "tmp" / f"{ref.hexdigest}.killed"  # a download killed half-way
+    leftover.mkdir()
+    (leftover / "k").write_bytes(b"cont")
     assert m.fetch(store, "k").read_bytes() == b"content"
+    assert not leftover.exists()
     assert path.exists() and m.contains(ref.digest)
     m.release()
 

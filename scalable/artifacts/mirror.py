@@ -411,10 +411,12 @@ class Mirror:
             if path is not None:
                 return path
             self._discard(hexdigest)  # content left without a record by a killed fetch
+            self._remove_leftovers(hexdigest)
             self._make_room(ref, keep=hexdigest)
             name = ref.key.rsplit("/", 1)[-1]
-            staging = Path(tempfile.mkdtemp(dir=self.root / "tmp", prefix=f"{hexdigest}."))
+            staging = self.root / "tmp" / f"{hexdigest}.unused"
             try:
+                staging = Path(tempfile.mkdtemp(dir=self.root / "tmp", prefix=f"{hexdigest}."))
                 content = staging / name
                 _call_with_version(store, "get", version, ref.key, content)
                 digests = getattr(store, "digests", None)
@@ -457,6 +459,12 @@ class Mirror:
                 raise
         path = self._entry_dir(hexdigest) / name
         return path
+
+    def _remove_leftovers(self, hexdigest: str) -> None:
+        """Staging folders of this digest left by killed fetches (the caller holds its fetch lock)."""
+        for leftover in (self.root / "tmp").glob(f"{hexdigest}.*"):
+            if leftover.is_dir() and not leftover.is_symlink():
+                _remove_tree(leftover)
 
     def _make_room(self, ref: ArtifactRef, *, keep: str) -> None:
         if self.max_bytes is None:
