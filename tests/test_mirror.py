@@ -325,6 +325,9 @@ def test_a_full_disk_during_fetch_is_a_clear_error_and_leaves_nothing_partial(sm
         assert m.entries() == []
         assert list((small_disk / "mirror" / "entries").iterdir()) == []
         assert list((small_disk / "mirror" / "tmp").iterdir()) == []
+        assert not m.in_use(store.info(key).digest)  # a failed fetch holds nothing
+    m.prune(everything=True)
+    assert list((small_disk / "mirror" / "locks").iterdir()) == []  # nor leaves lock files behind
     store.put_bytes(b"small", "small.bin")
     assert m.fetch(store, "small.bin").read_bytes() == b"small"
     m.release()

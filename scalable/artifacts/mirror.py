@@ -181,13 +181,19 @@ class Mirror:
             path = self._serve(key.partition(":")[2])
             if path is not None:
                 return path
+            self.release(key)  # nothing to hold unless a download succeeds
             ref = self._find_digest(store, key)
         else:
             ref = _call_with_version(store, "info", version, key)
             path = self._serve(ref.hexdigest)
             if path is not None:
                 return path
-        return self._download(store, ref, version)
+        try:
+            return self._download(store, ref, version)
+        except BaseException:
+            if not self._record_path(ref.hexdigest).exists():
+                self.release(ref.digest)
+            raise
 
     def path_of(self, digest: str) -> Path | None:
         """The local path of ``digest`` if it is mirrored and intact (and then held), else ``None``."""
@@ -266,7 +272,17 @@ class Mirror:
             if (everything or stale or over) and self._evict(e.digest.partition(":")[2]):
                 removed.append(e)
                 total -= e.size_bytes
+        self._remove_orphan_locks()
         return removed
+
+    def _remove_orphan_locks(self) -> None:
+        """Lock files of digests with no entry (a failed fetch) that no process holds."""
+        folder = self.root / "locks"
+        if not folder.is_dir():
+            return
+        for lock in folder.glob("*.use"):
+            if not self._record_path(lock.stem).exists():
+                self._evict(lock.stem)
 
     # ------------------------------------------------------------------ serving
     def _serve(self, hexdigest: str, *, fetch_locked: bool = False) -> Path | None:
