@@ -115,6 +115,27 @@ def test_ls_info_and_cat_present_the_store_by_key(
     assert url_fs.ls(path, detail=False) == [f"{path}/a.txt", f"{path}/sub"]
 
 
+def test_a_re_put_key_shows_its_new_version(backend: tuple[BaseArtifactStore, dict[str, Any]], tmp_path: Path) -> None:
+    store, _ = backend
+    store.put_bytes(b"one", "k.txt")
+    (tmp_path / "t1").mkdir()
+    (tmp_path / "t1" / "old.txt").write_bytes(b"old")
+    store.put(tmp_path / "t1", "tree")
+    fresh = ScalableFileSystem(store=store, ref_ttl=0)
+    cached = ScalableFileSystem(store=store, ref_ttl=3600)
+    for fs in (fresh, cached):
+        assert fs.cat("k.txt") == b"one" and fs.ls("tree", detail=False) == ["tree/old.txt"]
+    store.put_bytes(b"second", "k.txt")
+    (tmp_path / "t2").mkdir()
+    (tmp_path / "t2" / "new.txt").write_bytes(b"new")
+    store.put(tmp_path / "t2", "tree")
+    assert fresh.info("k.txt")["size"] == 6 and fresh.cat("k.txt") == b"second"
+    assert fresh.ls("tree", detail=False) == ["tree/new.txt"]
+    assert cached.info("k.txt")["size"] == 3  # remembered for ref_ttl seconds
+    cached.invalidate_cache()
+    assert cached.info("k.txt")["size"] == 6 and cached.ls("tree", detail=False) == ["tree/new.txt"]
+
+
 def test_the_view_is_read_only(backend: tuple[BaseArtifactStore, dict[str, Any]]) -> None:
     store, options = backend
     ref = store.put_bytes(b"keep", "k.txt")

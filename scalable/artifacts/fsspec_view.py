@@ -12,6 +12,11 @@ plain keys. Reads go through the store's public API and are verified as scalable
 them: reading a stream to its end checks its digest (``IntegrityError`` in place of
 end-of-file if the bytes differ); a member of a packed directory is read by range.
 
+Refs are remembered for ``ref_ttl`` seconds (default 5; ``0`` reads the ref on every
+call), so a reader of many members (zarr) reads each ref once, not once per member; a key
+re-put meanwhile shows its new version after at most that long, or at once after
+``invalidate_cache()``. The bytes are always those of the version the ref names.
+
 The inner store is built with :func:`~scalable.artifacts.factory.build_artifact_store`,
 with the manifest's storage options for its URI overlaid by the options given to the
 filesystem (``fsspec.open(url, endpoint_url=...)``, pandas' ``storage_options=``).
@@ -23,6 +28,7 @@ from __future__ import annotations
 
 import bisect
 import threading
+import time
 from typing import Any, BinaryIO
 from urllib.parse import quote, unquote
 
@@ -67,14 +73,17 @@ class ScalableFileSystem(AbstractFileSystem):
     protocol = (PROTOCOL,)
     root_marker = ""
 
-    def __init__(self, store: ArtifactStore | str | None = None, **options: Any):
+    def __init__(self, store: ArtifactStore | str | None = None, *, ref_ttl: float = 5.0, **options: Any):
         fsspec_options = {k: options.pop(k) for k in _FSSPEC_OPTIONS if k in options}
         super().__init__(**fsspec_options)
         self._options = options
+        self._ttl = ref_ttl
         self._lock = threading.Lock()
         self._stores: dict[str, ArtifactStore] = {}
-        self._refs: dict[tuple[str, str], ArtifactRef] = {}
-        self._trees: dict[tuple[str, str], tuple[list[str], dict[str, TreeEntry]]] = {}
+        # Refs read (None: no artifact there) and when: a reader of many members (zarr) then
+        # costs one ref read per artifact and prefix every ``ref_ttl`` seconds, not one per member.
+        self._refs: dict[tuple[str, str], tuple[ArtifactRef | None, float]] = {}
+        self._trees: dict[tuple[str, str], tuple[str, list[str], dict[str, TreeEntry]]] = {}
         self._bound: ArtifactStore | None = self._build(store) if isinstance(store, str) else store
 
     # ------------------------------------------------------------------ paths
@@ -123,14 +132,17 @@ class ScalableFileSystem(AbstractFileSystem):
         return f"{head}/{quoted}" if head and quoted else (head or quoted)
 
     def _ref(self, store: ArtifactStore, key: str) -> ArtifactRef | None:
+        now = time.monotonic()
         cached = self._refs.get((store.uri, key))
-        if cached is not None:
-            return cached
+        if cached is not None and now - cached[1] < self._ttl:
+            return cached[0]
         try:
-            ref = store.info(key)
+            ref: ArtifactRef | None = store.info(key)
         except (ArtifactNotFoundError, InvalidKeyError):
-            return None
-        self._refs[(store.uri, key)] = ref
+            ref = None
+        self._refs[(store.uri, key)] = (ref, now)
+        if ref is not None and cached is not None and cached[0] is not None and cached[0].digest != ref.digest:
+            self._trees.pop((store.uri, key), None)  # a new version: its tree is another
         return ref
 
     def _locate(self, store: ArtifactStore, rel: str) -> tuple[ArtifactRef, str] | None:
@@ -151,11 +163,11 @@ class ScalableFileSystem(AbstractFileSystem):
     def _tree(self, store: ArtifactStore, ref: ArtifactRef) -> tuple[list[str], dict[str, TreeEntry]]:
         cache_key = (store.uri, ref.key)
         found = self._trees.get(cache_key)
-        if found is None:
+        if found is None or found[0] != ref.digest:
             entries = store.tree(ref.key)  # type: ignore[attr-defined]
-            found = ([e.path for e in entries], {e.path: e for e in entries})
+            found = (ref.digest, [e.path for e in entries], {e.path: e for e in entries})
             self._trees[cache_key] = found
-        return found
+        return found[1], found[2]
 
     def invalidate_cache(self, path: str | None = None) -> None:
         """Forget the refs and trees read so far, so the next call reads the store again."""
@@ -205,7 +217,7 @@ class ScalableFileSystem(AbstractFileSystem):
             child = ref.key[len(prefix) :].split("/", 1)[0]
             name = self._join(head, prefix + child)
             if prefix + child == ref.key:
-                self._refs[(store.uri, ref.key)] = ref
+                self._refs[(store.uri, ref.key)] = (ref, time.monotonic())
                 out[name] = _ref_info(name, ref)
             else:
                 out.setdefault(name, {"name": name, "size": 0, "type": "directory"})
