@@ -149,6 +149,14 @@ class LineageNotFoundError(CatalogError, LookupError):
     """The catalog has no artifact, digest or run of that name to trace."""
 
 
+class MirrorError(ScalableError):
+    """The local mirror cannot hold or serve an artifact (a bound too small, an unwritable folder, no versions)."""
+
+
+class MirrorFullError(MirrorError, OSError):
+    """The local mirror's disk filled up during a fetch; nothing partial was left in the mirror."""
+
+
 __all__ = [
     "AccessDeniedError",
     "ArtifactChangingError",
@@ -168,6 +176,8 @@ __all__ = [
     "ManifestError",
     "ManifestNotFoundError",
     "ManifestProblem",
+    "MirrorError",
+    "MirrorFullError",
     "NoSessionError",
     "ReportError",
     "RunNotFoundError",

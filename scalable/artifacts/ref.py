@@ -81,6 +81,17 @@ class ArtifactRef(BaseModel):
         """The digest without its ``sha256:`` prefix."""
         return self.digest.partition(":")[2]
 
+    @property
+    def url(self) -> str:
+        """A URL that fsspec opens, and so pandas, xarray and dask: ``scalable://<store URI, percent-encoded>/<key>``.
+
+        ``pandas.read_csv(ref.url)`` reads the artifact through its store, verified (see
+        :mod:`scalable.artifacts.fsspec_view`); it names the key, so it reads the key's current version.
+        """
+        from scalable.artifacts.fsspec_view import artifact_url
+
+        return artifact_url(self)
+
     def to_json(self) -> str:
         """This ref as a JSON object (``ArtifactRef.from_json`` reads it back equal)."""
         return self.model_dump_json()

@@ -862,6 +862,24 @@ class BaseArtifactStore(ABC):
                     "last member; re-put the directory from its source"
                 )
 
+    # ------------------------------------------------------------------ the local mirror
+    def fetch(self, key: str, version: str | None = None) -> Path:
+        """A local, read-only path to the verified content of ``key`` (a file or a directory tree).
+
+        The content is held in the local mirror by digest (:mod:`scalable.artifacts.mirror`):
+        a second fetch of the same digest costs one ref read and no download, and
+        ``fetch("sha256:...")`` of mirrored content makes no call to the store at all.
+        """
+        from scalable.artifacts import mirror
+
+        return mirror.fetch(self, key, version=version)  # type: ignore[arg-type]
+
+    def is_fetched(self, key: str) -> bool:
+        """Whether the content ``key`` names now is in the local mirror (one ref read)."""
+        from scalable.artifacts import mirror
+
+        return mirror.is_fetched(self, key)  # type: ignore[arg-type]
+
 
 class _Limited:
     """The next ``size`` bytes of a stream, for reading one member of a pack in sequence."""

@@ -63,6 +63,7 @@ def _register_commands() -> None:
         catalog_cmds,
         lineage_cmds,
         manifest_cmds,
+        mirror_cmds,
         report_cmds,
         store_cmds,
     )

@@ -160,16 +160,37 @@ class Project(_Model):
         description="Artifact store URI of the cache's shared remote tier; unset means no remote tier. "
         "SCALABLE_CACHE_REMOTE overrides it.",
     )
+    local_mirror: str | None = Field(
+        None,
+        description="Folder of the local mirror that store.fetch() fills with verified, read-only copies "
+        "of artifacts, keyed by digest. Default: the user cache folder. SCALABLE_MIRROR_DIR overrides it.",
+    )
+    mirror_max_bytes: str | None = Field(
+        None,
+        description="Size bound of the local mirror (bytes, or 50GiB, 500MB): least recently used entries "
+        "that no process is using are evicted. Default: no bound. SCALABLE_MIRROR_MAX_BYTES overrides it.",
+    )
     storage_options: dict[str, dict[str, Any]] = Field(
         default_factory=dict,
         description="fsspec storage options by URI prefix ('s3://', 's3://bucket'); "
         "the longest matching prefix applies. Empty values are left out.",
     )
 
-    @field_validator("name", "default_storage", "local_cache", "cache_remote", mode="before")
+    @field_validator(
+        "name", "default_storage", "local_cache", "local_mirror", "mirror_max_bytes", "cache_remote", mode="before"
+    )
     @classmethod
     def _empty_is_unset(cls, value: Any) -> Any:
         return None if value == "" else value
+
+    @field_validator("mirror_max_bytes")
+    @classmethod
+    def _mirror_bound_is_a_size(cls, value: str | None) -> str | None:
+        if value is not None:
+            from scalable.cache.config import parse_size
+
+            parse_size(value, "mirror_max_bytes")
+        return value
 
     @field_validator("storage_options", mode="before")
     @classmethod
