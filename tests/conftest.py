@@ -12,6 +12,11 @@ import pytest
 # Tests must not read or write the user's digest cache in ~/.cache.
 os.environ.setdefault("SCALABLE_DIGEST_CACHE", "off")
 os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
+# Nor the user's local mirror: one throwaway mirror per test run (tests that need their own set it).
+if "SCALABLE_MIRROR_DIR" not in os.environ:
+    import tempfile
+
+    os.environ["SCALABLE_MIRROR_DIR"] = tempfile.mkdtemp(prefix="scalable-test-mirror-")
 
 from scalable import build_artifact_store
 from scalable.artifacts.store import BaseArtifactStore

@@ -150,7 +150,8 @@ def test_use_artifact_returns_a_local_copy_and_takes_store_key_forms(project: Pa
         by_ref = session.use_artifact(ref)
         by_store = session.use_artifact(store, "inputs/forcing.txt")
         assert by_uri == by_ref == by_store and by_uri.read_bytes() == b"forcing"
-        assert session.run_dir in by_uri.parents  # a run-local copy: the store's objects are never handed out
+        # A verified, read-only copy in the local mirror: the store's own objects are never handed out.
+        assert Path(os.environ["SCALABLE_MIRROR_DIR"]) in by_uri.parents and not by_uri.stat().st_mode & 0o222
         with pytest.raises(VersionNotSupportedError, match="version='v1'"):
             session.use_artifact(store, "inputs/forcing.txt", version="v1")
         with pytest.raises(ValueError, match="STORE#KEY"):

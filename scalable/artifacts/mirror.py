@@ -185,9 +185,14 @@ class Mirror:
             ref = self._find_digest(store, key)
         else:
             ref = _call_with_version(store, "info", version, key)
-            path = self._serve(ref.hexdigest)
-            if path is not None:
-                return path
+        return self.fetch_ref(store, ref, version=version)
+
+    def fetch_ref(self, store: ArtifactStore, ref: ArtifactRef, *, version: str | None = None) -> Path:
+        """The local path of the content ``ref`` names (a ref just read from ``store``), downloading it if needed."""
+        self._ensure_dirs()
+        path = self._serve(ref.hexdigest)
+        if path is not None:
+            return path
         try:
             return self._download(store, ref, version)
         except BaseException:

@@ -16,12 +16,10 @@ lineage graph (input digest -> task -> output digest) that the catalog indexes.
 
 from __future__ import annotations
 
-import hashlib
 import inspect
 import json
 import os
 import socket
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -197,21 +195,17 @@ def local_input_path(
 ) -> tuple[Path, ArtifactRef]:
     """Fetch the artifact at ``key`` to a local path for this run, and return it with its ref.
 
-    Inputs land in ``<run dir>/inputs/<store digest>/<digest>/<key>`` (a worker that cannot
-    see the run directory uses its temporary folder): named by content, so using the same
-    input twice fetches it once. A local mirror, when there is one, replaces this function.
+    Inputs come through the local mirror (:mod:`scalable.artifacts.mirror`): verified,
+    read-only, named by content, so using the same input twice (in this run or any other on
+    this machine) downloads it once. The one ref read is the one the event records.
     """
+    from scalable.artifacts.mirror import default_mirror
+
     extra = _version_kwargs(store, version)
     with reads_unobserved():
         ref = store.info(key, **extra)
-        base = Path(handle.run_dir)
-        if not base.is_dir():
-            base = Path(tempfile.gettempdir()) / "scalable-inputs" / handle.run_id
-        store_part = hashlib.sha256(store.uri.encode("utf-8")).hexdigest()[:12]
-        dest = base / "inputs" / store_part / ref.hexdigest[:16] / ref.key
-        if not dest.exists():
-            store.get(key, dest, **extra)
-    return dest, ref
+        path = default_mirror().fetch_ref(store, ref, version=version)
+    return path, ref
 
 
 def use_artifact(
