@@ -18,7 +18,7 @@ from importlib import resources
 import jinja2
 from rich.filesize import decimal
 
-import scalable
+from scalable._version import __version__
 from scalable.report.data import OUTCOMES, RunReport, TaskRow
 
 #: Timeline geometry, in SVG user units (pixels at 100 % zoom).
@@ -186,7 +186,7 @@ def render_html(report: RunReport) -> str:
             hit_rate_text="n/a" if rate is None else f"{rate * 100:.1f}%",
             failed=[t for t in report.tasks if t.outcome in ("failed", "unfinished")],
             generated_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            version=scalable.__version__,
+            version=__version__,
         )
     )
 
