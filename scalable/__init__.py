@@ -21,6 +21,7 @@ if TYPE_CHECKING:
         build_artifact_store,
         register_artifact_store,
     )
+    from scalable.artifacts.resolve import open_uri
     from scalable.cache import CacheInfo, CallInfo, cacheable, configure_cache
     from scalable.catalog import Catalog
     from scalable.errors import (
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
         ManifestNotFoundError,
         RunNotFoundError,
         ScalableError,
+        StoreNotFoundError,
         StoreUnavailableError,
         UnhashableArgumentError,
         UnsupportedURIError,
@@ -77,7 +79,9 @@ _EXPORTS = {
     "ManifestNotFoundError": "scalable.errors",
     "RunNotFoundError": "scalable.errors",
     "ScalableError": "scalable.errors",
+    "StoreNotFoundError": "scalable.errors",
     "StoreUnavailableError": "scalable.errors",
+    "open_uri": "scalable.artifacts.resolve",
     "UnhashableArgumentError": "scalable.errors",
     "UnsupportedURIError": "scalable.errors",
     "Settings": "scalable.manifest",
@@ -121,6 +125,7 @@ __all__ = [
     "ScalableError",
     "ScalableSession",
     "Settings",
+    "StoreNotFoundError",
     "StoreUnavailableError",
     "UnhashableArgumentError",
     "UnsupportedURIError",
@@ -131,6 +136,7 @@ __all__ = [
     "current_session",
     "json_schema",
     "load_manifest",
+    "open_uri",
     "read_events",
     "register_artifact_store",
     "resolve_settings",

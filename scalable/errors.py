@@ -56,6 +56,13 @@ class BucketNotFoundError(StoreUnavailableError):
     """The bucket or container at the root of a store URI does not exist."""
 
 
+class StoreNotFoundError(StoreUnavailableError, ArtifactNotFoundError):
+    """A local store's folder does not exist, or is not an artifact store (it has no ``.scalable`` folder).
+
+    Also an ``ArtifactNotFoundError`` (what a missing local store raised before it had a class of its own).
+    """
+
+
 class FormatError(ScalableError, ValueError):
     """``save``/``load`` cannot serialize or parse a value in the format of the key's extension."""
 
@@ -154,6 +161,7 @@ __all__ = [
     "RunNotFoundError",
     "ScalableError",
     "SessionClosedError",
+    "StoreNotFoundError",
     "StoreUnavailableError",
     "TargetError",
     "UnhashableArgumentError",

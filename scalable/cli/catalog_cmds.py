@@ -9,18 +9,26 @@ in one line.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from scalable.catalog import ArtifactRow, Catalog, RunRow
-from scalable.cli.app import app
+from scalable.cli.help import PlainCommand
+from scalable.cli.options import plural
 from scalable.cli.output import Output
 
-runs_app = typer.Typer(help="The runs in the catalog: list them, show one.", no_args_is_help=True)
-app.add_typer(runs_app, name="runs")
+if TYPE_CHECKING:
+    from scalable.catalog import ArtifactRow, Catalog, RunRow
+
+runs_app = typer.Typer(
+    help="The runs in the catalog: list them, show one.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for programs.")]
+RunOpt = Annotated[str | None, typer.Option("--run", metavar="RUN", help="A run id, or a prefix of exactly one.")]
 
 
 def default_runs_dir() -> Path:
@@ -38,6 +46,8 @@ def default_runs_dir() -> Path:
 
 def open_catalog(out: Output, runs_dir: Path | None = None) -> Catalog:
     """The catalog, repaired if it was damaged (say so in one warning line)."""
+    from scalable.catalog import Catalog
+
     catalog = Catalog(runs_dir=runs_dir if runs_dir is not None else default_runs_dir())
     if catalog.recovered:
         out.warn(catalog.recovered)
@@ -94,10 +104,12 @@ def _artifact_table(rows: list[ArtifactRow], *, with_run: bool) -> Any:
     return table
 
 
-@runs_app.command("list")
+@runs_app.command("list", cls=PlainCommand)
 def runs_list(
     json_mode: JsonOpt = False,
-    limit: Annotated[int | None, typer.Option("--limit", "-n", min=1, help="At most N runs (newest first).")] = None,
+    limit: Annotated[
+        int | None, typer.Option("--limit", "-n", metavar="N", min=1, help="At most N runs (newest first).")
+    ] = None,
 ) -> None:
     """List runs, newest first: status, start, target, tasks, artifacts and cache hit rate."""
     out = Output(json_mode=json_mode)
@@ -143,9 +155,11 @@ def _run_summary(run: RunRow, count: int) -> dict[str, Any]:
     }
 
 
-@runs_app.command("show")
+@runs_app.command("show", cls=PlainCommand)
 def runs_show(
-    run: Annotated[str, typer.Argument(help="A run id, or a prefix of exactly one.")],
+    run: Annotated[
+        str, typer.Argument(metavar="RUN", help="A run id, or a prefix of exactly one.", show_default=False)
+    ],
     json_mode: JsonOpt = False,
 ) -> None:
     """Show one run: its run.json, its summary, and the artifacts it recorded."""
@@ -193,16 +207,23 @@ def runs_show(
         _print_table(out, _artifact_table(artifacts, with_run=False))
 
 
-@app.command("find")
 def find(
-    run: Annotated[str | None, typer.Option("--run", help="A run id, or a prefix of exactly one.")] = None,
-    task: Annotated[str | None, typer.Option("--task", help="The task that recorded it.")] = None,
-    kind: Annotated[str | None, typer.Option("--kind", help="The role it was recorded as (result, input...).")] = None,
-    name: Annotated[str | None, typer.Option("--name", help="A glob on its name, e.g. 'members/*.csv'.")] = None,
-    digest: Annotated[str | None, typer.Option("--digest", help="sha256:<hex> (or the hex alone).")] = None,
-    since: Annotated[str | None, typer.Option("--since", help="Recorded at or after (ISO 8601, UTC).")] = None,
-    until: Annotated[str | None, typer.Option("--until", help="Recorded before (ISO 8601).")] = None,
-    limit: Annotated[int | None, typer.Option("--limit", "-n", min=1, help="At most N artifacts.")] = None,
+    run: RunOpt = None,
+    task: Annotated[str | None, typer.Option("--task", metavar="TASK", help="The task that recorded it.")] = None,
+    kind: Annotated[
+        str | None, typer.Option("--kind", metavar="ROLE", help="The role it was recorded as (result, input...).")
+    ] = None,
+    name: Annotated[
+        str | None, typer.Option("--name", metavar="GLOB", help="A glob on its name, e.g. 'members/*.csv'.")
+    ] = None,
+    digest: Annotated[
+        str | None, typer.Option("--digest", metavar="DIGEST", help="sha256:HEX (or the hex alone).")
+    ] = None,
+    since: Annotated[
+        str | None, typer.Option("--since", metavar="TIME", help="Recorded at or after (ISO 8601, UTC).")
+    ] = None,
+    until: Annotated[str | None, typer.Option("--until", metavar="TIME", help="Recorded before (ISO 8601).")] = None,
+    limit: Annotated[int | None, typer.Option("--limit", "-n", metavar="N", min=1, help="At most N artifacts.")] = None,
     json_mode: JsonOpt = False,
 ) -> None:
     """Find artifacts in the catalog by run, task, kind, name, digest and time (every filter given must match)."""
@@ -220,17 +241,21 @@ def find(
         return
     _print_table(out, _artifact_table(rows, with_run=True))
     if runs is not None:
-        out.print(f"produced by {len(runs)} run(s): {', '.join(runs) or '-'}", markup=False)
+        out.print(f"produced by {plural(len(runs), 'run')}: {', '.join(runs) or '-'}", markup=False)
 
 
-@app.command("reindex")
 def reindex(
     stores: Annotated[
-        list[str], typer.Argument(help="The stores to index (STORE, e.g. ./artifacts or s3://b/p).", show_default=False)
+        list[str],
+        typer.Argument(
+            metavar="STORE...", help="The stores to index (e.g. ./artifacts or s3://b/p).", show_default=False
+        ),
     ],
     runs_dir: Annotated[
         Path | None,
-        typer.Option("--runs-dir", help="Local runs directory to read too (default: the settings' runs_dir)."),
+        typer.Option(
+            "--runs-dir", metavar="DIR", help="Local runs directory to read too (default: the settings' runs_dir)."
+        ),
     ] = None,
     json_mode: JsonOpt = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")] = False,
@@ -257,12 +282,16 @@ def reindex(
         return
     if not quiet:
         out.result(
-            f"reindexed {path}: {report.runs} runs, {report.artifacts} artifacts "
-            f"({report.recorded} recorded by runs, {report.unrecorded} not) from {report.refs} refs in "
+            f"reindexed {path}: {plural(report.runs, 'run')}, {plural(report.artifacts, 'artifact')} "
+            f"({report.recorded} recorded by runs, {report.unrecorded} not) from {plural(report.refs, 'ref')} in "
             f"{', '.join(report.stores)} and the runs in {local_runs}, in {report.seconds:.2f} s"
         )
     if report.skipped_lines:
-        out.warn(f"skipped {report.skipped_lines} unreadable telemetry line(s) (torn or invalid)")
+        out.warn(f"skipped {plural(report.skipped_lines, 'unreadable telemetry line')} (torn or invalid)")
 
 
-__all__ = ["default_runs_dir", "find", "open_catalog", "reindex", "runs_list", "runs_show"]
+#: The commands and groups this module adds to ``scalable`` (see :mod:`scalable.cli.commands`).
+COMMANDS = {"find": find, "reindex": reindex}
+GROUPS = {"runs": runs_app}
+
+__all__ = ["COMMANDS", "GROUPS", "default_runs_dir", "find", "open_catalog", "reindex", "runs_list", "runs_show"]

@@ -6,16 +6,18 @@ from typing import Annotated
 
 import typer
 
-from scalable.cli.app import EXIT_FAILURE, app
+from scalable.cli.options import EXIT_FAILURE, Json
 from scalable.cli.output import Output
-from scalable.cli.store_cmds import Json
 
 
-@app.command()
 def validate(
     manifest: Annotated[
         str | None,
-        typer.Argument(help="The manifest (default: $SCALABLE_MANIFEST, else ./scalable.yaml).", show_default=False),
+        typer.Argument(
+            metavar="[MANIFEST]",
+            help="The manifest (default: $SCALABLE_MANIFEST, else the nearest scalable.yaml here or above).",
+            show_default=False,
+        ),
     ] = None,
     json_mode: Json = False,
 ) -> None:
@@ -63,12 +65,14 @@ def _no_default_manifest() -> bool:
     return not os.environ.get("SCALABLE_MANIFEST") and not Path(DEFAULT_MANIFEST).is_file()
 
 
-@app.command()
 def schema() -> None:
     """Print the JSON schema of scalable.yaml (for editors and CI checks)."""
-    import scalable
+    from scalable.manifest import json_schema
 
-    Output().json(scalable.json_schema())
+    Output().json(json_schema())
 
 
-__all__ = ["schema", "validate"]
+#: The commands this module adds to ``scalable`` (see :mod:`scalable.cli.commands`).
+COMMANDS = {"validate": validate, "schema": schema}
+
+__all__ = ["COMMANDS", "schema", "validate"]
