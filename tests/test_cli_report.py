@@ -35,7 +35,7 @@ def test_report_by_prefix_writes_into_the_run_dir_and_prints_the_path(
     out, err = capsys.readouterr()
     expected = project / ".scalable" / "runs" / RUN_ID / "report.html"
     assert out.splitlines()[-1] == str(expected)
-    assert f"run {RUN_ID} (finished): 5 task(s), 0 failed, 3 artifact(s)" in out
+    assert f"run {RUN_ID} (finished): 5 tasks, 0 failed, 3 artifacts" in out
     assert err == ""
     assert expected.read_text().startswith("<!DOCTYPE html>")
 

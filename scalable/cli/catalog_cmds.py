@@ -44,10 +44,52 @@ def default_runs_dir() -> Path:
         return Path(DEFAULT_RUNS_DIR)
 
 
-def open_catalog(out: Output, runs_dir: Path | None = None) -> Catalog:
-    """The catalog, repaired if it was damaged (say so in one warning line)."""
-    from scalable.catalog import Catalog
+class EmptyCatalog:
+    """What a command that only reads sees when there is no catalog file: no runs, no artifacts.
 
+    Opening a :class:`~scalable.catalog.Catalog` creates its file; ``runs list``, ``runs
+    show`` and ``find`` must create nothing where they run, so they read this instead.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.recovered = None
+
+    def __enter__(self) -> EmptyCatalog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def runs(self, limit: int | None = None) -> list[tuple[RunRow, int]]:
+        return []
+
+    def run(self, run: str) -> RunRow:
+        from scalable.errors import RunNotFoundError
+
+        raise RunNotFoundError(
+            f"no run {run!r}: there is no catalog at {self.path} yet; a session adds its run when it starts, "
+            "and `scalable reindex STORE` adds the runs recorded in a store"
+        )
+
+    def find(self, **filters: Any) -> list[ArtifactRow]:
+        return []
+
+    def runs_for_digest(self, digest: str) -> list[str]:
+        return []
+
+
+def open_catalog(out: Output, runs_dir: Path | None = None, *, read_only: bool = False) -> Catalog:
+    """The catalog, repaired if it was damaged (say so in one warning line).
+
+    ``read_only``: the command only reads, so a missing catalog file is not created (an
+    :class:`EmptyCatalog` answers instead).
+    """
+    from scalable.catalog import Catalog
+    from scalable.catalog.catalog import default_catalog_path
+
+    if read_only and not default_catalog_path().is_file():
+        return EmptyCatalog(default_catalog_path())  # type: ignore[return-value]
     catalog = Catalog(runs_dir=runs_dir if runs_dir is not None else default_runs_dir())
     if catalog.recovered:
         out.warn(catalog.recovered)
@@ -84,12 +126,20 @@ def _print_table(out: Output, table: Any) -> None:
     Console(file=sys.stdout, width=200, highlight=False, soft_wrap=True).print(table)
 
 
+def store_key(row: ArtifactRow) -> str:
+    """``STORE#KEY`` for a catalog row: pasteable into ``scalable get`` (the key percent-encoded as in ``ref.uri``)."""
+    from scalable.artifacts.uris import encode_key
+
+    return f"{row.store}#{encode_key(row.key)}"
+
+
 def _artifact_table(rows: list[ArtifactRow], *, with_run: bool) -> Any:
     from rich.table import Table
 
     table = Table(box=None, header_style="bold")
-    for column in (["run"] if with_run else []) + ["name", "kind", "task", "size", "digest", "recorded"]:
-        table.add_column(column, no_wrap=column in ("run", "digest", "recorded"))
+    columns = (["run"] if with_run else []) + ["name", "kind", "task", "size", "digest", "recorded", "STORE#KEY"]
+    for column in columns:
+        table.add_column(column, no_wrap=column in ("run", "digest", "recorded", "STORE#KEY"))
     for row in rows:
         cells = [row.run_id or "-"] if with_run else []
         cells += [
@@ -99,6 +149,7 @@ def _artifact_table(rows: list[ArtifactRow], *, with_run: bool) -> Any:
             _size(row.size_bytes),
             row.digest[:15],
             _short_time(row.created_at),
+            store_key(row),
         ]
         table.add_row(*cells)
     return table
@@ -113,7 +164,7 @@ def runs_list(
 ) -> None:
     """List runs, newest first: status, start, target, tasks, artifacts and cache hit rate."""
     out = Output(json_mode=json_mode)
-    with open_catalog(out) as catalog:
+    with open_catalog(out, read_only=True) as catalog:
         runs = catalog.runs(limit=limit)
     if json_mode:
         out.json([_run_summary(run, count) for run, count in runs])
@@ -164,7 +215,7 @@ def runs_show(
 ) -> None:
     """Show one run: its run.json, its summary, and the artifacts it recorded."""
     out = Output(json_mode=json_mode)
-    with open_catalog(out) as catalog:
+    with open_catalog(out, read_only=True) as catalog:
         row = catalog.run(run)
         artifacts = catalog.find(run=row.run_id)
     if json_mode:
@@ -228,7 +279,7 @@ def find(
 ) -> None:
     """Find artifacts in the catalog by run, task, kind, name, digest and time (every filter given must match)."""
     out = Output(json_mode=json_mode)
-    with open_catalog(out) as catalog:
+    with open_catalog(out, read_only=True) as catalog:
         rows = catalog.find(
             run=run, task=task, kind=kind, name=name, digest=digest, since=since, until=until, limit=limit
         )

@@ -10,7 +10,7 @@ is one line on stderr and exit code 1.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -55,7 +55,7 @@ def report(
     from scalable.session.locate import locate_run
 
     out = Output(quiet=quiet, json_mode=json_mode)
-    run_dir = locate_run(run)
+    run_dir = _locate(run, locate_run)
     model = load_run_report(run_dir)
     path = write_report(model, output or default_output(run_dir, model.run_id))
     for note in model.notes:
@@ -81,6 +81,30 @@ def report(
         markup=False,
     )
     out.result(str(path))
+
+
+def _locate(run: str, locate_run: Any) -> Path:
+    """The run's directory: on this machine, else through the catalog, which knows the store a run wrote to."""
+    from scalable.errors import RunNotFoundError, ScalableError
+
+    try:
+        return locate_run(run)
+    except RunNotFoundError as missing:
+        from scalable.catalog import Catalog
+        from scalable.catalog.catalog import catalog_disabled, default_catalog_path
+
+        if catalog_disabled() or not default_catalog_path().is_file():
+            raise
+        try:
+            with Catalog() as catalog:
+                row = catalog.run(run)
+        except RunNotFoundError:
+            raise missing from None
+        except ScalableError:
+            raise missing from None
+        if not row.store:
+            raise
+        return locate_run(row.run_id, store=row.store)
 
 
 #: The commands this module adds to ``scalable`` (see :mod:`scalable.cli.commands`).

@@ -26,8 +26,8 @@ import os
 from pathlib import Path
 
 from scalable.artifacts.base import ArtifactStore
-from scalable.artifacts.uris import redact_uri
-from scalable.errors import RunNotFoundError, ScalableError
+from scalable.artifacts.uris import redact_uri, split_protocol
+from scalable.errors import RunNotFoundError, ScalableError, StoreNotFoundError
 
 #: Files whose presence makes a directory a run directory.
 RUN_MARKERS = ("run.json", "tasks.jsonl")
@@ -96,7 +96,15 @@ def _default_store() -> ArtifactStore:
     from scalable.manifest import resolve_settings
 
     settings = resolve_settings()
-    return build_artifact_store(settings.default_storage, **settings.storage_options_for(settings.default_storage))
+    uri = settings.default_storage
+    protocol, _ = split_protocol(uri)
+    if protocol in (None, "file", "local"):
+        from scalable.artifacts.resolve import local_path
+
+        root = local_path(uri)
+        if not (root / ".scalable").is_dir():  # looking for a run must not create a store
+            raise StoreNotFoundError(f"no artifact store at {root}")
+    return build_artifact_store(uri, **settings.storage_options_for(uri))
 
 
 def locate_run(
