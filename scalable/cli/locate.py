@@ -151,6 +151,10 @@ def open_store(text: str, *, need_key: bool, create: bool = False) -> tuple[Base
         if "unknown URI scheme" in message:
             raise UnsupportedURIError(f"{message}; {ACCEPTED_FORMS}") from None
         raise
+    if protocol not in _LOCAL:
+        from scalable.artifacts.reach import probe_store
+
+        probe_store(store)  # a dead endpoint fails in bounded time, before the driver's own retries
     if not need_key and not create:
         store.check()  # an unreachable service, a missing bucket: the error info gives, not "0 artifacts"
     return store, key  # type: ignore[return-value]
