@@ -82,7 +82,7 @@ def test_run_from_the_store_is_reported_into_the_cwd(
     ("run", "expected"),
     [
         ("nosuchrun", "error: no run 'nosuchrun': looked in runs directory"),
-        ("2026", "error: run id prefix '2026' is ambiguous: 2 runs in"),
+        ("2026", "error: run id prefix '2026' is ambiguous: it matches 2 runs in"),
         ("./not/a/dir", "error: no run './not/a/dir': looked in path not/a/dir (does not exist); runs directory"),
     ],
 )

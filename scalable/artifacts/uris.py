@@ -13,6 +13,11 @@ _SECRET_PARAMS = re.compile(
 )
 
 
+#: A URI inside free text (a log line, a manifest value): its scheme is group 1. Written once,
+#: here; the telemetry redaction and the manifest snapshot both use it.
+URI_IN_TEXT = re.compile(r"(?<![A-Za-z0-9+.-])([A-Za-z][A-Za-z0-9+.-]*)://[^\s\"'<>\\]+")
+
+
 def split_protocol(uri: str) -> tuple[str | None, str]:
     """``"s3://b/k"`` -> ``("s3", "b/k")``; a plain path -> ``(None, path)``."""
     match = _PROTOCOL.match(uri)
@@ -58,4 +63,4 @@ def decode_key(text: str) -> str:
     return unquote(text) if "%" in text else text
 
 
-__all__ = ["KEY_RESERVED", "decode_key", "encode_key", "redact_uri", "split_protocol"]
+__all__ = ["KEY_RESERVED", "URI_IN_TEXT", "decode_key", "encode_key", "redact_uri", "split_protocol"]

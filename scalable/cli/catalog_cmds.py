@@ -86,9 +86,9 @@ def open_catalog(out: Output, runs_dir: Path | None = None, *, read_only: bool =
     :class:`EmptyCatalog` answers instead).
     """
     from scalable.catalog import Catalog
-    from scalable.catalog.catalog import default_catalog_path
+    from scalable.catalog.catalog import catalog_disabled, default_catalog_path
 
-    if read_only and not default_catalog_path().is_file():
+    if read_only and not catalog_disabled() and not default_catalog_path().is_file():
         return EmptyCatalog(default_catalog_path())  # type: ignore[return-value]
     catalog = Catalog(runs_dir=runs_dir if runs_dir is not None else default_runs_dir())
     if catalog.recovered:

@@ -37,8 +37,9 @@ def validate(
                     ManifestProblem(
                         None,
                         None,
-                        "nothing to validate: ./scalable.yaml does not exist and SCALABLE_MANIFEST is not set; "
-                        "give a path (scalable validate path/to/scalable.yaml)",
+                        "nothing to validate: no scalable.yaml here or in a parent folder, and SCALABLE_MANIFEST "
+                        "is not set, so the built-in defaults are in use (store ./artifacts, runs, catalog and "
+                        "cache under ./.scalable); give a path (scalable validate path/to/scalable.yaml)",
                     )
                 ],
             )
@@ -57,12 +58,9 @@ def validate(
 
 
 def _no_default_manifest() -> bool:
-    import os
-    from pathlib import Path
+    from scalable.manifest.discover import project_manifest
 
-    from scalable.manifest.load import DEFAULT_MANIFEST
-
-    return not os.environ.get("SCALABLE_MANIFEST") and not Path(DEFAULT_MANIFEST).is_file()
+    return project_manifest() is None
 
 
 def schema() -> None:
