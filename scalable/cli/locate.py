@@ -95,6 +95,12 @@ def _local_root(uri: str, protocol: str | None) -> Path:
     return local_path(uri)
 
 
+def _no_manifest() -> bool:
+    from scalable.manifest.discover import project_manifest
+
+    return project_manifest() is None
+
+
 def _default_origin(sources: dict[str, str]) -> str:
     source = sources.get("default_storage", "default")
     if source == "default":
@@ -125,15 +131,18 @@ def open_store(text: str, *, need_key: bool, create: bool = False) -> tuple[Base
             )
         validate_key(key)
 
-    from scalable.artifacts.factory import build_artifact_store
-    from scalable.manifest import resolve_settings
+    protocol, _ = split_protocol(store_text)
+    settings = None
+    if not (store_text and protocol in _LOCAL and _no_manifest()):
+        # Only a manifest can add storage options to a named local store: without one, skip loading it.
+        from scalable.manifest import resolve_settings
 
-    settings = resolve_settings()
-    uri = store_text or settings.default_storage
+        settings = resolve_settings()
+    uri = store_text or settings.default_storage  # type: ignore[union-attr]
     protocol, _ = split_protocol(uri)
     if protocol in _LOCAL and not create:
         root = _local_root(uri, protocol)
-        where = "" if store_text else f" (the default store, {_default_origin(settings.sources)})"
+        where = "" if store_text else f" (the default store, {_default_origin(settings.sources)})"  # type: ignore[union-attr]
         if not root.is_dir():
             raise StoreNotFoundError(
                 f"no artifact store at {root}{where}: the folder does not exist; check the path "
@@ -144,6 +153,12 @@ def open_store(text: str, *, need_key: bool, create: bool = False) -> tuple[Base
                 f"{root}{where} is not an artifact store (it has no .scalable folder): check the path "
                 "(a store is created by its first put)"
             )
+    if settings is None:
+        from scalable.artifacts.local import LocalArtifactStore
+
+        return LocalArtifactStore(_local_root(uri, protocol)), key
+    from scalable.artifacts.factory import build_artifact_store
+
     try:
         store = build_artifact_store(uri, **settings.storage_options_for(uri))
     except UnsupportedURIError as exc:
