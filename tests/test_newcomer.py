@@ -190,6 +190,8 @@ def test_ref_uri_round_trips_through_open_uri_and_the_cli(tmp_path: Path, key: s
     info = scalable("info", ref.uri, "--json", cwd=tmp_path)
     assert info.returncode == 0, info.stderr
     assert json.loads(info.stdout)["key"] == key
+    verified = scalable("verify", ref.uri, cwd=tmp_path)
+    assert verified.returncode == 0 and verified.stdout.startswith("checked 1 artifact in "), verified
     _same, k2 = open_uri(f"{store.uri}#{ref.uri[len(store.uri) + 1 :]}")
     assert k2 == key
 

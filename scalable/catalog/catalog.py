@@ -69,7 +69,7 @@ def default_catalog_path() -> Path:
     value = os.environ.get(CATALOG_ENV, "").strip()
     if value and not catalog_disabled():
         return Path(value).expanduser()
-    from scalable.manifest.discover import project_dir
+    from scalable.project import project_dir
 
     root = project_dir()
     return Path(DEFAULT_CATALOG_PATH) if root is None or root == Path.cwd() else root / DEFAULT_CATALOG_PATH

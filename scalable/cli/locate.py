@@ -29,7 +29,13 @@ from typing import TYPE_CHECKING
 from scalable.artifacts.keys import validate_key, validate_prefix
 from scalable.artifacts.resolve import local_path
 from scalable.artifacts.uris import decode_key, redact_uri, split_protocol
-from scalable.errors import ArtifactNotFoundError, InvalidKeyError, StoreNotFoundError, UnsupportedURIError
+from scalable.errors import (
+    ArtifactNotFoundError,
+    InvalidKeyError,
+    ScalableError,
+    StoreNotFoundError,
+    UnsupportedURIError,
+)
 
 if TYPE_CHECKING:
     from scalable.artifacts.store import BaseArtifactStore
@@ -95,8 +101,18 @@ def _local_root(uri: str, protocol: str | None) -> Path:
     return local_path(uri)
 
 
+def _store_above(path: Path) -> tuple[str, str] | None:
+    """``(store root, key)`` when ``path`` lies inside a local store, else ``None``."""
+    from scalable.artifacts.resolve import split_ref_uri
+
+    try:
+        return split_ref_uri(str(path))
+    except ScalableError:
+        return None
+
+
 def _no_manifest() -> bool:
-    from scalable.manifest.discover import project_manifest
+    from scalable.project import project_manifest
 
     return project_manifest() is None
 
@@ -143,6 +159,10 @@ def open_store(text: str, *, need_key: bool, create: bool = False) -> tuple[Base
     if protocol in _LOCAL and not create:
         root = _local_root(uri, protocol)
         where = "" if store_text else f" (the default store, {_default_origin(settings.sources)})"  # type: ignore[union-attr]
+        if store_text and not key and not (root / ".scalable").is_dir():
+            inside = _store_above(root)
+            if inside is not None:  # a ref's uri (or a path inside a store): that store, and the key as prefix
+                return open_store(f"{inside[0]}#{inside[1].replace('%', '%25')}", need_key=need_key)
         if not root.is_dir():
             raise StoreNotFoundError(
                 f"no artifact store at {root}{where}: the folder does not exist; check the path "

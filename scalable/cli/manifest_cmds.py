@@ -58,7 +58,7 @@ def validate(
 
 
 def _no_default_manifest() -> bool:
-    from scalable.manifest.discover import project_manifest
+    from scalable.project import project_manifest
 
     return project_manifest() is None
 

@@ -21,11 +21,11 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from scalable.artifacts.uris import redact_uri
-from scalable.manifest.discover import find_manifest
 from scalable.manifest.errors import ManifestError, ManifestNotFoundError, ManifestProblem
 from scalable.manifest.expand import ExpansionError, expand
 from scalable.manifest.problems import did_you_mean, unknown_name_error
 from scalable.manifest.schema import PROVIDERS, Manifest
+from scalable.project import find_manifest
 
 #: The file read when no path is given and ``SCALABLE_MANIFEST`` is not set.
 DEFAULT_MANIFEST = "scalable.yaml"
@@ -93,7 +93,7 @@ def load_manifest(
     """Read, expand and validate a manifest, with ``overlay`` merged in if given.
 
     With no ``path``: the file named by ``SCALABLE_MANIFEST``, else the nearest
-    ``scalable.yaml`` in the current folder or its parents (see :mod:`scalable.manifest.discover`);
+    ``scalable.yaml`` in the current folder or its parents (see :mod:`scalable.project`);
     when neither exists the built-in defaults (:meth:`Manifest.builtin`) are returned. A
     file named explicitly (argument or variable) must exist. ``environ`` (default
     ``os.environ``, read now) supplies ``${VAR}`` values.

@@ -5,7 +5,8 @@ its parents, up to the filesystem's root, are looked at in turn and the first
 ``scalable.yaml`` found is the project's. Its folder is the project root: relative paths
 in it, and the default ``.scalable/`` (catalog, runs, local cache), are taken from there,
 so a command or a script run from ``proj/sub/`` sees the same project as from ``proj/``.
-This module imports nothing heavy: the catalog and the command line use it at startup.
+This module imports nothing (it sits beside ``scalable.errors``, below every layer): the
+manifest, the cache, the catalog and the command line all use it, the last at startup.
 """
 
 from __future__ import annotations
