@@ -50,6 +50,7 @@ def _timed(args: list[str], env: dict[str, str], cwd: Path) -> float:
 
 
 def _extract(baseline: str, dest: Path) -> Path:
+    dest.mkdir(parents=True)
     archive = subprocess.run(["git", "-C", str(ROOT), "archive", baseline, "scalable"], check=True, capture_output=True)
     subprocess.run(["tar", "-x", "-C", str(dest)], input=archive.stdout, check=True)
     return dest
