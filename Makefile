@@ -47,6 +47,7 @@ bench: $(VENV)/.test-installed
 	$(PY) bench/bench_cache.py
 	$(PY) bench/bench_telemetry.py
 	$(PY) bench/bench_catalog.py
+	$(PY) bench/bench_startup.py
 
 # The Sphinx site in docs/_build/html; any warning fails. The CLI, manifest and event references are generated
 # from the code at build time; tests/test_docs.py builds it too and runs every example in it.

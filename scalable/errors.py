@@ -64,6 +64,13 @@ class LocalPathError(ScalableError, OSError):
     """A local path given to ``put`` or ``get`` cannot be used (a NUL byte, a file where a folder must be...)."""
 
 
+class StoreNotFoundError(StoreUnavailableError, ArtifactNotFoundError):
+    """A local store's folder does not exist, or is not an artifact store (it has no ``.scalable`` folder).
+
+    Also an ``ArtifactNotFoundError`` (what a missing local store raised before it had a class of its own).
+    """
+
+
 class FormatError(ScalableError, ValueError):
     """``save``/``load`` cannot serialize or parse a value in the format of the key's extension."""
 
@@ -183,6 +190,7 @@ __all__ = [
     "RunNotFoundError",
     "ScalableError",
     "SessionClosedError",
+    "StoreNotFoundError",
     "StoreUnavailableError",
     "TargetError",
     "UnhashableArgumentError",

@@ -204,7 +204,7 @@ def test_put_refusals(cli: Cli, work: Path) -> None:
     assert r.code == 1
     assert "the local path does not exist" in one_error_line(r.err)
     r = cli("put", "a.txt", "./st#k", "--kind", "dir")
-    assert r.code == 1 and "is a file but kind='dir'" in one_error_line(r.err)
+    assert r.code == 1 and "is a file but --kind dir was given: use --kind file" in one_error_line(r.err)
 
 
 def test_get_round_trips_files_and_directories(cli: Cli, work: Path) -> None:
@@ -309,7 +309,7 @@ def test_a_missing_key_is_one_line_and_exit_1(cli: Cli, work: Path, command: str
 def test_an_unparseable_uri_is_a_usage_error(cli: Cli, work: Path, args: list[str], message: str) -> None:
     r = cli(*args)
     assert r.code == 2
-    assert message in r.err and "Invalid value for 'uri'" in r.err
+    assert message in r.err and "Invalid value for 'STORE" in r.err
     assert "Traceback" not in r.err and r.out == ""
 
 
@@ -402,7 +402,7 @@ def test_cache_info_clear_prune(cli: Cli, tmp_path: Path, monkeypatch: pytest.Mo
     r = cli("cache", "clear")
     assert r.code == 2 and "pass --yes" in one_error_line(r.err)
     r = cli("cache", "clear", "--yes")
-    assert r.code == 0 and f"removed 1 entries from {cache_dir}" in r.out
+    assert r.code == 0 and f"removed 1 entry from {cache_dir}" in r.out
     assert json.loads(cli("cache", "info", "--json").out)["entries"] == 0
 
     fill_cache(cache_dir, [10, 10])
@@ -510,7 +510,7 @@ def test_a_progress_bar_shows_only_for_transfers_over_a_second(monkeypatch: pyte
     from rich.console import Console
 
     from scalable.cli.output import Output
-    from scalable.cli.store_cmds import _BarCallback
+    from scalable.cli.progress import BarCallback as _BarCallback
 
     out = Output()
     screen = io.StringIO()

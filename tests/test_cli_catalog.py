@@ -93,7 +93,7 @@ def test_find_by_name_and_digest_says_which_runs_produced_it(project: Path, caps
     assert code == 0 and [r["run_id"] for r in rows] == [first, second]
     digest = rows[0]["digest"]
     code, out, _ = cli(capsys, "find", "--digest", digest)
-    assert code == 0 and out.splitlines()[-1] == f"produced by 2 run(s): {first}, {second}"
+    assert code == 0 and out.splitlines()[-1] == f"produced by 2 runs: {first}, {second}"
     code, out, _ = cli(capsys, "find", "--run", first, "--kind", "result", "--name", "*.txt", "--json")
     assert [r["name"] for r in json.loads(out)] == ["notes.txt"]
     code, _, err = cli(capsys, "find", "--since", "last tuesday")
@@ -106,7 +106,7 @@ def test_reindex_rebuilds_from_a_store_and_the_runs_dir(project: Path, capsys: p
     before = Catalog().snapshot()
     code, out, err = cli(capsys, "reindex", "artifacts")
     assert (code, err) == (0, "")
-    assert out.startswith("reindexed .scalable/catalog.sqlite: 1 runs, 2 artifacts (1 recorded by runs, 1 not)")
+    assert out.startswith("reindexed .scalable/catalog.sqlite: 1 run, 2 artifacts (1 recorded by runs, 1 not)")
     after = Catalog().snapshot()
     assert after["runs"] == before["runs"]
     assert next(a for a in after["artifacts"] if a not in before["artifacts"])[1] == "inputs/loose.bin"
@@ -181,4 +181,4 @@ def test_as_a_subprocess(project: Path) -> None:
     assert missing.returncode == 1 and missing.stdout == ""
     assert missing.stderr.startswith("error: no run 'nope'") and missing.stderr.count("\n") == 1
     reindexed = run("reindex", "artifacts")
-    assert reindexed.returncode == 0 and "1 runs, 1 artifacts" in reindexed.stdout
+    assert reindexed.returncode == 0 and "1 run, 1 artifact" in reindexed.stdout

@@ -35,7 +35,7 @@ def test_report_by_prefix_writes_into_the_run_dir_and_prints_the_path(
     out, err = capsys.readouterr()
     expected = project / ".scalable" / "runs" / RUN_ID / "report.html"
     assert out.splitlines()[-1] == str(expected)
-    assert f"run {RUN_ID} (finished): 5 task(s), 0 failed, 3 artifact(s)" in out
+    assert f"run {RUN_ID} (finished): 5 tasks, 0 failed, 3 artifacts" in out
     assert err == ""
     assert expected.read_text().startswith("<!DOCTYPE html>")
 
@@ -82,7 +82,7 @@ def test_run_from_the_store_is_reported_into_the_cwd(
     ("run", "expected"),
     [
         ("nosuchrun", "error: no run 'nosuchrun': looked in runs directory"),
-        ("2026", "error: run id prefix '2026' is ambiguous: 2 runs in"),
+        ("2026", "error: run id prefix '2026' is ambiguous: it matches 2 runs in"),
         ("./not/a/dir", "error: no run './not/a/dir': looked in path not/a/dir (does not exist); runs directory"),
     ],
 )

@@ -84,7 +84,7 @@ def test_local_store_round_trip_and_failures(tmp_path: Path) -> None:
     verify = scalable("verify", "./st", cwd=tmp_path)
     assert verify.returncode == 1
     assert verify.stdout.startswith("BAD runs/a.txt: ") and "0 ok, 1 bad" in verify.stdout
-    assert "1 of 1 artifacts failed verification" in one_error_line(verify.stderr)
+    assert "1 of 1 artifact failed verification" in one_error_line(verify.stderr)
 
     debug = scalable("--debug", "get", "./st#runs/a.txt", "again.txt", cwd=tmp_path)
     assert debug.returncode == 1 and "Traceback" in debug.stderr and "IntegrityError" in debug.stderr

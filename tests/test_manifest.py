@@ -695,7 +695,9 @@ def test_the_snapshot_of_the_file_masks_secrets_and_still_loads(tmp_path: Path) 
         "aws_secret_access_key": "***",
         "region_name": "eu-west-1",
     }
-    assert resolve_settings(None).manifest_text is None  # no file, no snapshot
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(tmp_path.parent)  # no scalable.yaml there or above (the project's is found from below)
+        assert resolve_settings(None).manifest_text is None  # no file, no snapshot
 
 
 def test_target_options_and_cache_settings_for_the_session(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -18,6 +18,7 @@ from urllib.parse import unquote
 
 from fsspec.registry import get_filesystem_class, known_implementations, registry
 
+from scalable.artifacts import fsspec_view
 from scalable.artifacts.base import ArtifactStore
 from scalable.artifacts.fsspec_store import FsspecArtifactStore
 from scalable.artifacts.local import LocalArtifactStore
@@ -47,6 +48,9 @@ BUILTIN_STORES = {
 
 #: Options that configure the store itself rather than its filesystem.
 STORE_OPTIONS = ("max_concurrency", "create", "retry_policy")
+
+# scalable:// (ref.url) opens with fsspec in any process that builds a store, entry point or not.
+fsspec_view.register()
 
 _registry: dict[str, StoreFactory] = {}
 _entry_points_loaded = False

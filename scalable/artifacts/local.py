@@ -23,7 +23,7 @@ from scalable.artifacts.base import PathLike
 from scalable.artifacts.digests import DigestCache
 from scalable.artifacts.store import OBJECTS, REFS, TMP, BaseArtifactStore
 from scalable.artifacts.transfer import LocalFileWriter
-from scalable.errors import StoreUnavailableError
+from scalable.errors import StoreNotFoundError, StoreUnavailableError
 
 try:
     import fcntl
@@ -103,6 +103,19 @@ class LocalArtifactStore(BaseArtifactStore):
             except OSError:  # locked by a live writer, already gone, or not ours to remove
                 continue
         return removed
+
+    def check(self) -> None:
+        """Return if the store exists; else raise ``StoreNotFoundError`` (see ``BaseArtifactStore.check``)."""
+        if not self.root.is_dir():
+            raise StoreNotFoundError(
+                f"no artifact store at {self.root}: the folder does not exist; check the path "
+                "(a store is created by its first put)"
+            )
+        if not (self.root / ".scalable").is_dir():
+            raise StoreNotFoundError(
+                f"{self.root} is not an artifact store (it has no .scalable folder): check the path "
+                "(a store is created by its first put)"
+            )
 
     def _path(self, rel: str) -> Path:
         """``root / rel``, refused if a symlink inside the root leads it outside the root."""

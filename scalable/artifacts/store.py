@@ -63,6 +63,7 @@ from scalable.artifacts.transfer import (
     copy_hashing,
     verified_first,
 )
+from scalable.artifacts.uris import encode_key
 from scalable.errors import (
     ArtifactChangingError,
     ArtifactKindError,
@@ -252,10 +253,20 @@ class BaseArtifactStore(ABC):
 
     def uri_for(self, key: str) -> str:
         """The URI that names ``key`` in this store."""
-        return f"{self._uri}/{validate_key(key)}"
+        return f"{self._uri}/{encode_key(validate_key(key))}"  # '#', '%', '?', '@' percent-encoded
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self._uri!r})"
+
+    def check(self) -> None:
+        """Return if the store can be read; else raise the error that says why, as ``info`` would.
+
+        ``StoreUnavailableError`` (the service does not answer), ``BucketNotFoundError``,
+        ``AccessDeniedError``, or ``StoreNotFoundError`` (a local store that does not exist).
+        One cheap look-up: it reads no artifact and creates nothing. An existing store with no
+        artifacts passes.
+        """
+        self._exists(REFS)
 
     def __getstate__(self) -> dict[str, Any]:
         # Stores travel to Dask workers; the digest cache is per process, not pickled.

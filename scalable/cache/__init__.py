@@ -17,17 +17,46 @@ bytes and signatures), :mod:`~scalable.cache.local` and :mod:`~scalable.cache.re
 (settings), :mod:`~scalable.cache.events` (listeners), :mod:`~scalable.cache.decorator`.
 """
 
-from scalable.cache.config import CacheSettings, configure_cache, reset_cache_config, resolve_settings
-from scalable.cache.decorator import CachedFunction, CacheInfo, CallInfo, cacheable
-from scalable.cache.errors import (
-    CacheDirectoryError,
-    UncacheableResultWarning,
-    UnhashableArgumentError,
-    UnstableKeyWarning,
-)
-from scalable.cache.events import add_listener, remove_listener
-from scalable.cache.keys import cache_key, encode
-from scalable.cache.source import source_hash
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from scalable._lazy import lazy_namespace
+
+if TYPE_CHECKING:
+    from scalable.cache.config import CacheSettings, configure_cache, reset_cache_config, resolve_settings
+    from scalable.cache.decorator import CachedFunction, CacheInfo, CallInfo, cacheable
+    from scalable.cache.errors import (
+        CacheDirectoryError,
+        UncacheableResultWarning,
+        UnhashableArgumentError,
+        UnstableKeyWarning,
+    )
+    from scalable.cache.events import add_listener, remove_listener
+    from scalable.cache.keys import cache_key, encode
+    from scalable.cache.source import source_hash
+
+_EXPORTS = {
+    "CacheSettings": "scalable.cache.config",
+    "configure_cache": "scalable.cache.config",
+    "reset_cache_config": "scalable.cache.config",
+    "resolve_settings": "scalable.cache.config",
+    "CachedFunction": "scalable.cache.decorator",
+    "CacheInfo": "scalable.cache.decorator",
+    "CallInfo": "scalable.cache.decorator",
+    "cacheable": "scalable.cache.decorator",
+    "CacheDirectoryError": "scalable.cache.errors",
+    "UncacheableResultWarning": "scalable.cache.errors",
+    "UnhashableArgumentError": "scalable.cache.errors",
+    "UnstableKeyWarning": "scalable.cache.errors",
+    "add_listener": "scalable.cache.events",
+    "remove_listener": "scalable.cache.events",
+    "cache_key": "scalable.cache.keys",
+    "encode": "scalable.cache.keys",
+    "source_hash": "scalable.cache.source",
+}
+
+__getattr__, __dir__ = lazy_namespace(__name__, _EXPORTS, globals())
 
 __all__ = [
     "CacheDirectoryError",

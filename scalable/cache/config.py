@@ -9,8 +9,8 @@ resolve its settings again on its next call.
 
 Variables:
 
-* ``SCALABLE_CACHE_DIR``: ``local_dir``, default ``./.scalable/cache`` (of the working
-  directory at the first call).
+* ``SCALABLE_CACHE_DIR``: ``local_dir``, default ``.scalable/cache`` of the project (the
+  folder of the nearest ``scalable.yaml``), else of the working directory, at the first call.
 * ``SCALABLE_CACHE_SIZE_LIMIT``: ``size_limit`` of the local tier, bytes or a number and a
   unit (``500MB`` in powers of 1000; ``10GiB``, ``2G`` in powers of 1024), default ``10GiB``.
 * ``SCALABLE_CACHE_REMOTE``: ``remote``, an artifact store URI; unset, empty or ``off``:
@@ -229,6 +229,14 @@ _BUILTIN: dict[str, Any] = {
 }
 
 
+def _default_local_dir() -> str:
+    """``.scalable/cache`` of the project (the nearest ``scalable.yaml``'s folder), else of the working directory."""
+    from scalable.project import project_dir
+
+    root = project_dir()
+    return DEFAULT_DIR if root is None else os.path.join(root, DEFAULT_DIR)
+
+
 def resolve_settings(arguments: Mapping[str, Any] | None = None) -> CacheSettings:
     """The settings for one function: its ``arguments`` over configure_cache, the variables, the defaults."""
     arguments = arguments or {}
@@ -245,6 +253,8 @@ def resolve_settings(arguments: Mapping[str, Any] | None = None) -> CacheSetting
             values[name], origins[name] = _from_env(name, os.environ[_ENV[name]]), f"${_ENV[name]}"
         elif name in defaults:
             values[name], origins[name] = defaults[name], "configure_cache(as_defaults=True)"
+        elif name == "local_dir":
+            values[name], origins[name] = _default_local_dir(), "default"
         else:
             values[name], origins[name] = _BUILTIN[name], "default"
     secret = values["secret"]

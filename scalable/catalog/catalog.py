@@ -67,11 +67,18 @@ def catalog_disabled() -> bool:
 
 
 def default_catalog_path() -> Path:
-    """``SCALABLE_CATALOG`` if set, else ``.scalable/catalog.sqlite`` in the working directory."""
+    """``SCALABLE_CATALOG`` if set, else ``.scalable/catalog.sqlite`` in the project's folder.
+
+    The project's folder is the one holding the nearest ``scalable.yaml`` (or
+    ``SCALABLE_MANIFEST``); without a manifest, the working directory.
+    """
     value = os.environ.get(CATALOG_ENV, "").strip()
     if value and not catalog_disabled():
         return Path(value).expanduser()
-    return Path(DEFAULT_CATALOG_PATH)
+    from scalable.project import project_dir
+
+    root = project_dir()
+    return Path(DEFAULT_CATALOG_PATH) if root is None or root == Path.cwd() else root / DEFAULT_CATALOG_PATH
 
 
 class Catalog:

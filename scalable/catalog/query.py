@@ -16,6 +16,7 @@ from typing import Any
 from scalable.catalog.rows import ArtifactRow, RunRow, iso_utc
 from scalable.catalog.schema import ARTIFACT_COLUMNS, RUN_COLUMNS
 from scalable.errors import CatalogError, RunNotFoundError
+from scalable.telemetry.runids import SHOWN_CANDIDATES, pick_run_id
 
 _ARTIFACT_SELECT = "SELECT " + ", ".join(ARTIFACT_COLUMNS) + " FROM artifacts"
 _RUN_SELECT = "SELECT " + ", ".join(RUN_COLUMNS) + " FROM runs"
@@ -120,19 +121,17 @@ def resolve_run(conn: sqlite3.Connection, run: str, where: str, *, recorded: boo
         candidates = [
             row[0]
             for row in conn.execute(
-                "SELECT run_id FROM runs WHERE run_id >= ? AND run_id < ? ORDER BY run_id LIMIT 11",
-                (run, run + "\U0010ffff"),
+                "SELECT run_id FROM runs WHERE run_id >= ? AND run_id < ? ORDER BY run_id LIMIT ?",
+                (run, run + "\U0010ffff", SHOWN_CANDIDATES + 1),
             )
         ]
-    if not candidates:
+    found = pick_run_id(run, candidates, f"the catalog {where}")
+    if found is None:
         raise RunNotFoundError(
             f"no run {run!r} in the catalog {where}: `scalable runs list` shows the runs it knows, "
             "and `scalable reindex STORE` adds the runs recorded in a store"
         )
-    if len(candidates) > 1:
-        shown = ", ".join(candidates[:10]) + (", ..." if len(candidates) > 10 else "")
-        raise RunNotFoundError(f"run id prefix {run!r} matches {len(candidates)} runs ({shown}): give more of the id")
-    return candidates[0]
+    return found
 
 
 def get_run(conn: sqlite3.Connection, run_id: str) -> RunRow:

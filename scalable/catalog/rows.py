@@ -34,8 +34,12 @@ def iso_utc(value: datetime | str) -> str:
 
 def store_of(uri: str, key: str) -> str:
     """The store URI of an artifact whose URI is ``uri`` and key ``key`` (``<store>/<key>``)."""
-    suffix = "/" + key
-    return uri[: -len(suffix)] if uri.endswith(suffix) else uri
+    from scalable.artifacts.uris import encode_key
+
+    for suffix in ("/" + encode_key(key), "/" + key):  # ref.uri percent-encodes '#', '%', '?' and '@'
+        if uri.endswith(suffix):
+            return uri[: -len(suffix)]
+    return uri
 
 
 def _metadata_text(metadata: Mapping[str, Any] | None) -> str:

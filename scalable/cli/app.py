@@ -7,18 +7,15 @@ traceback as well. Bad usage exits 2, as click does.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from typing import Annotated
 
 import typer
 
+from scalable.cli.options import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
 from scalable.cli.output import Output
-
-#: Exit codes, the same for every command.
-EXIT_OK = 0
-EXIT_FAILURE = 1
-EXIT_USAGE = 2
 
 app = typer.Typer(
     name="scalable",
@@ -26,10 +23,36 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Plain click help: it reads like other CLIs (no <bool>, no type names) and needs no rich at startup.
+    rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
-_state = {"debug": False}
+_state = {"debug": False, "registered": False}
+
+#: Loggers of the drivers under the stores. Their retry warnings and tracebacks are noise for a
+#: command-line user (the store turns the failure into one error line), so they are silenced
+#: unless --debug.
+THIRD_PARTY_LOGGERS = (
+    "aiohttp",
+    "adlfs",
+    "asyncio",
+    "azure",
+    "botocore",
+    "boto3",
+    "fsspec",
+    "gcsfs",
+    "google",
+    "s3fs",
+    "urllib3",
+)
+
+
+def quiet_third_party_loggers(debug: bool) -> None:
+    """Silence the drivers' loggers (or, with ``debug``, let their warnings through)."""
+    level = logging.WARNING if debug else logging.CRITICAL + 1
+    for name in THIRD_PARTY_LOGGERS:
+        logging.getLogger(name).setLevel(level)
 
 
 def debug_enabled() -> bool:
@@ -39,9 +62,9 @@ def debug_enabled() -> bool:
 
 def _version(value: bool) -> None:
     if value:
-        import scalable
+        from scalable._version import __version__
 
-        typer.echo(f"scalable {scalable.__version__}")
+        typer.echo(f"scalable {__version__}")
         raise typer.Exit()
 
 
@@ -54,19 +77,16 @@ def _root(
 ) -> None:
     """Artifacts, caches and runs for scientific and data workflows."""
     _state["debug"] = debug
+    quiet_third_party_loggers(debug_enabled())
 
 
 def _register_commands() -> None:
-    # Each module adds its commands to ``app`` when imported.
-    from scalable.cli import (  # noqa: F401
-        cache_cmds,
-        catalog_cmds,
-        lineage_cmds,
-        manifest_cmds,
-        mirror_cmds,
-        report_cmds,
-        store_cmds,
-    )
+    """Put the commands on ``app`` (once): see :mod:`scalable.cli.commands`."""
+    if not _state["registered"]:
+        from scalable.cli.commands import register
+
+        register(app)
+        _state["registered"] = True
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -132,4 +152,14 @@ def run() -> None:
     sys.exit(main())
 
 
-__all__ = ["EXIT_FAILURE", "EXIT_OK", "EXIT_USAGE", "app", "debug_enabled", "main", "run"]
+__all__ = [
+    "EXIT_FAILURE",
+    "EXIT_OK",
+    "EXIT_USAGE",
+    "THIRD_PARTY_LOGGERS",
+    "app",
+    "debug_enabled",
+    "main",
+    "quiet_third_party_loggers",
+    "run",
+]

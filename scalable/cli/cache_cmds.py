@@ -13,17 +13,17 @@ from typing import Annotated, Any
 
 import typer
 
-from scalable.cli.app import EXIT_FAILURE, app
+from scalable.cli.help import PlainCommand
+from scalable.cli.options import EXIT_FAILURE, Json, Quiet, confirm_or_exit, human_size, plural
 from scalable.cli.output import Output
-from scalable.cli.store_cmds import Json, Quiet, confirm_or_exit, human_size
 
 cache_app = typer.Typer(
     name="cache",
     help="Inspect, clear or prune the local tier of the function cache.",
     no_args_is_help=True,
+    rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-app.add_typer(cache_app, name="cache")
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|min|h|d|w)?\s*$", re.IGNORECASE)
 _SECONDS = {"s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -89,7 +89,7 @@ def _where() -> dict[str, Any]:
     }
 
 
-@cache_app.command("info")
+@cache_app.command("info", cls=PlainCommand)
 def cache_info(json_mode: Json = False) -> None:
     """Show the local cache directory, its size and entry count, the remote tier, and where each came from."""
     from scalable.cache.maintenance import local_cache_stats
@@ -120,7 +120,7 @@ def cache_info(json_mode: Json = False) -> None:
     out.print(f"manifest    {where['manifest'] or 'none'}", markup=False)
 
 
-@cache_app.command("clear")
+@cache_app.command("clear", cls=PlainCommand)
 def cache_clear(
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
     json_mode: Json = False,
@@ -134,24 +134,29 @@ def cache_clear(
     stats = local_cache_stats(where["local_dir"])
     removed = 0
     if stats.entries:
-        question = f"remove all {stats.entries} entries ({human_size(stats.data_bytes)}) of {where['local_dir']}?"
+        entries = plural(stats.entries, "entry", "entries")
+        question = f"remove all {entries} ({human_size(stats.data_bytes)}) of {where['local_dir']}?"
         confirm_or_exit(out, question, yes)
         removed = clear_local_cache(where["local_dir"])
     if json_mode:
         out.json({"local_dir": where["local_dir"], "removed": removed, "remote_untouched": where["remote"]})
         return
-    out.print(f"removed {removed} entries from {where['local_dir']}", markup=False)
+    out.print(f"removed {plural(removed, 'entry', 'entries')} from {where['local_dir']}", markup=False)
     if where["remote"]:
         out.print(f"the remote tier {where['remote']} is shared and was not touched", markup=False)
 
 
-@cache_app.command("prune")
+@cache_app.command("prune", cls=PlainCommand)
 def cache_prune(
     older_than: Annotated[
-        str | None, typer.Option("--older-than", help="Remove entries not used for this long (30d, 12h, 15m).")
+        str | None,
+        typer.Option("--older-than", metavar="AGE", help="Remove entries not used for this long (30d, 12h, 15m)."),
     ] = None,
     max_size: Annotated[
-        str | None, typer.Option("--max-size", help="Then remove the least recently used down to this (500MB, 2GiB).")
+        str | None,
+        typer.Option(
+            "--max-size", metavar="SIZE", help="Then remove the least recently used down to this (500MB, 2GiB)."
+        ),
     ] = None,
     json_mode: Json = False,
     quiet: Quiet = False,
@@ -177,10 +182,14 @@ def cache_prune(
         )
         return
     out.print(
-        f"removed {result.removed} entries ({human_size(result.freed_bytes)}) from {where['local_dir']}; "
+        f"removed {plural(result.removed, 'entry', 'entries')} ({human_size(result.freed_bytes)}) "
+        f"from {where['local_dir']}; "
         f"{result.after.entries} left ({human_size(result.after.data_bytes)})",
         markup=False,
     )
 
 
-__all__ = ["cache_app", "cache_clear", "cache_info", "cache_prune", "parse_duration"]
+#: The command groups this module adds to ``scalable`` (see :mod:`scalable.cli.commands`).
+GROUPS = {"cache": cache_app}
+
+__all__ = ["GROUPS", "cache_app", "cache_clear", "cache_info", "cache_prune", "parse_duration"]

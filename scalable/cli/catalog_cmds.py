@@ -9,18 +9,26 @@ in one line.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from scalable.catalog import ArtifactRow, Catalog, RunRow
-from scalable.cli.app import app
+from scalable.cli.help import PlainCommand
+from scalable.cli.options import plural
 from scalable.cli.output import Output
 
-runs_app = typer.Typer(help="The runs in the catalog: list them, show one.", no_args_is_help=True)
-app.add_typer(runs_app, name="runs")
+if TYPE_CHECKING:
+    from scalable.catalog import ArtifactRow, Catalog, RunRow
+
+runs_app = typer.Typer(
+    help="The runs in the catalog: list them, show one.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for programs.")]
+RunOpt = Annotated[str | None, typer.Option("--run", metavar="RUN", help="A run id, or a prefix of exactly one.")]
 
 
 def default_runs_dir() -> Path:
@@ -36,8 +44,66 @@ def default_runs_dir() -> Path:
         return Path(DEFAULT_RUNS_DIR)
 
 
-def open_catalog(out: Output, runs_dir: Path | None = None) -> Catalog:
-    """The catalog, repaired if it was damaged (say so in one warning line)."""
+class EmptyCatalog:
+    """What a command that only reads sees when there is no catalog file: no runs, no artifacts.
+
+    Opening a :class:`~scalable.catalog.Catalog` creates its file; ``runs list``, ``runs
+    show`` and ``find`` must create nothing where they run, so they read this instead.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.recovered = None
+
+    def __enter__(self) -> EmptyCatalog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def runs(self, limit: int | None = None) -> list[tuple[RunRow, int]]:
+        return []
+
+    def run(self, run: str) -> RunRow:
+        from scalable.errors import RunNotFoundError
+
+        raise RunNotFoundError(
+            f"no run {run!r}: there is no catalog at {self.path} yet; a session adds its run when it starts, "
+            "and `scalable reindex STORE` adds the runs recorded in a store"
+        )
+
+    def find(self, **filters: Any) -> list[ArtifactRow]:
+        return []
+
+    def upstream(self, target: str, depth: int = 5) -> Any:
+        return self._no_lineage(target)
+
+    def downstream(self, target: str, depth: int = 5) -> Any:
+        return self._no_lineage(target)
+
+    def _no_lineage(self, target: str) -> Any:
+        from scalable.errors import LineageNotFoundError
+
+        raise LineageNotFoundError(
+            f"nothing is known of {target!r}: there is no catalog at {self.path} yet; a session adds what it "
+            "reads and makes, and `scalable reindex STORE` adds the runs recorded in a store"
+        )
+
+    def runs_for_digest(self, digest: str) -> list[str]:
+        return []
+
+
+def open_catalog(out: Output, runs_dir: Path | None = None, *, read_only: bool = False) -> Catalog:
+    """The catalog, repaired if it was damaged (say so in one warning line).
+
+    ``read_only``: the command only reads, so a missing catalog file is not created (an
+    :class:`EmptyCatalog` answers instead).
+    """
+    from scalable.catalog import Catalog
+    from scalable.catalog.catalog import catalog_disabled, default_catalog_path
+
+    if read_only and not catalog_disabled() and not default_catalog_path().is_file():
+        return EmptyCatalog(default_catalog_path())  # type: ignore[return-value]
     catalog = Catalog(runs_dir=runs_dir if runs_dir is not None else default_runs_dir())
     if catalog.recovered:
         out.warn(catalog.recovered)
@@ -74,12 +140,20 @@ def _print_table(out: Output, table: Any) -> None:
     Console(file=sys.stdout, width=200, highlight=False, soft_wrap=True).print(table)
 
 
+def store_key(row: ArtifactRow) -> str:
+    """``STORE#KEY`` for a catalog row: pasteable into ``scalable get`` (the key percent-encoded as in ``ref.uri``)."""
+    from scalable.artifacts.uris import encode_key
+
+    return f"{row.store}#{encode_key(row.key)}"
+
+
 def _artifact_table(rows: list[ArtifactRow], *, with_run: bool) -> Any:
     from rich.table import Table
 
     table = Table(box=None, header_style="bold")
-    for column in (["run"] if with_run else []) + ["name", "kind", "task", "size", "digest", "recorded"]:
-        table.add_column(column, no_wrap=column in ("run", "digest", "recorded"))
+    columns = (["run"] if with_run else []) + ["name", "kind", "task", "size", "digest", "recorded", "STORE#KEY"]
+    for column in columns:
+        table.add_column(column, no_wrap=column in ("run", "digest", "recorded", "STORE#KEY"))
     for row in rows:
         cells = [row.run_id or "-"] if with_run else []
         cells += [
@@ -89,19 +163,22 @@ def _artifact_table(rows: list[ArtifactRow], *, with_run: bool) -> Any:
             _size(row.size_bytes),
             row.digest[:15],
             _short_time(row.created_at),
+            store_key(row),
         ]
         table.add_row(*cells)
     return table
 
 
-@runs_app.command("list")
+@runs_app.command("list", cls=PlainCommand)
 def runs_list(
     json_mode: JsonOpt = False,
-    limit: Annotated[int | None, typer.Option("--limit", "-n", min=1, help="At most N runs (newest first).")] = None,
+    limit: Annotated[
+        int | None, typer.Option("--limit", "-n", metavar="N", min=1, help="At most N runs (newest first).")
+    ] = None,
 ) -> None:
     """List runs, newest first: status, start, target, tasks, artifacts and cache hit rate."""
     out = Output(json_mode=json_mode)
-    with open_catalog(out) as catalog:
+    with open_catalog(out, read_only=True) as catalog:
         runs = catalog.runs(limit=limit)
     if json_mode:
         out.json([_run_summary(run, count) for run, count in runs])
@@ -143,14 +220,16 @@ def _run_summary(run: RunRow, count: int) -> dict[str, Any]:
     }
 
 
-@runs_app.command("show")
+@runs_app.command("show", cls=PlainCommand)
 def runs_show(
-    run: Annotated[str, typer.Argument(help="A run id, or a prefix of exactly one.")],
+    run: Annotated[
+        str, typer.Argument(metavar="RUN", help="A run id, or a prefix of exactly one.", show_default=False)
+    ],
     json_mode: JsonOpt = False,
 ) -> None:
     """Show one run: its run.json, its summary, and the artifacts it recorded."""
     out = Output(json_mode=json_mode)
-    with open_catalog(out) as catalog:
+    with open_catalog(out, read_only=True) as catalog:
         row = catalog.run(run)
         artifacts = catalog.find(run=row.run_id)
     if json_mode:
@@ -193,21 +272,28 @@ def runs_show(
         _print_table(out, _artifact_table(artifacts, with_run=False))
 
 
-@app.command("find")
 def find(
-    run: Annotated[str | None, typer.Option("--run", help="A run id, or a prefix of exactly one.")] = None,
-    task: Annotated[str | None, typer.Option("--task", help="The task that recorded it.")] = None,
-    kind: Annotated[str | None, typer.Option("--kind", help="The role it was recorded as (result, input...).")] = None,
-    name: Annotated[str | None, typer.Option("--name", help="A glob on its name, e.g. 'members/*.csv'.")] = None,
-    digest: Annotated[str | None, typer.Option("--digest", help="sha256:<hex> (or the hex alone).")] = None,
-    since: Annotated[str | None, typer.Option("--since", help="Recorded at or after (ISO 8601, UTC).")] = None,
-    until: Annotated[str | None, typer.Option("--until", help="Recorded before (ISO 8601).")] = None,
-    limit: Annotated[int | None, typer.Option("--limit", "-n", min=1, help="At most N artifacts.")] = None,
+    run: RunOpt = None,
+    task: Annotated[str | None, typer.Option("--task", metavar="TASK", help="The task that recorded it.")] = None,
+    kind: Annotated[
+        str | None, typer.Option("--kind", metavar="ROLE", help="The role it was recorded as (result, input...).")
+    ] = None,
+    name: Annotated[
+        str | None, typer.Option("--name", metavar="GLOB", help="A glob on its name, e.g. 'members/*.csv'.")
+    ] = None,
+    digest: Annotated[
+        str | None, typer.Option("--digest", metavar="DIGEST", help="sha256:HEX (or the hex alone).")
+    ] = None,
+    since: Annotated[
+        str | None, typer.Option("--since", metavar="TIME", help="Recorded at or after (ISO 8601, UTC).")
+    ] = None,
+    until: Annotated[str | None, typer.Option("--until", metavar="TIME", help="Recorded before (ISO 8601).")] = None,
+    limit: Annotated[int | None, typer.Option("--limit", "-n", metavar="N", min=1, help="At most N artifacts.")] = None,
     json_mode: JsonOpt = False,
 ) -> None:
     """Find artifacts in the catalog by run, task, kind, name, digest and time (every filter given must match)."""
     out = Output(json_mode=json_mode)
-    with open_catalog(out) as catalog:
+    with open_catalog(out, read_only=True) as catalog:
         rows = catalog.find(
             run=run, task=task, kind=kind, name=name, digest=digest, since=since, until=until, limit=limit
         )
@@ -220,17 +306,21 @@ def find(
         return
     _print_table(out, _artifact_table(rows, with_run=True))
     if runs is not None:
-        out.print(f"produced by {len(runs)} run(s): {', '.join(runs) or '-'}", markup=False)
+        out.print(f"produced by {plural(len(runs), 'run')}: {', '.join(runs) or '-'}", markup=False)
 
 
-@app.command("reindex")
 def reindex(
     stores: Annotated[
-        list[str], typer.Argument(help="The stores to index (STORE, e.g. ./artifacts or s3://b/p).", show_default=False)
+        list[str],
+        typer.Argument(
+            metavar="STORE...", help="The stores to index (e.g. ./artifacts or s3://b/p).", show_default=False
+        ),
     ],
     runs_dir: Annotated[
         Path | None,
-        typer.Option("--runs-dir", help="Local runs directory to read too (default: the settings' runs_dir)."),
+        typer.Option(
+            "--runs-dir", metavar="DIR", help="Local runs directory to read too (default: the settings' runs_dir)."
+        ),
     ] = None,
     json_mode: JsonOpt = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Print nothing but errors.")] = False,
@@ -257,12 +347,16 @@ def reindex(
         return
     if not quiet:
         out.result(
-            f"reindexed {path}: {report.runs} runs, {report.artifacts} artifacts "
-            f"({report.recorded} recorded by runs, {report.unrecorded} not) from {report.refs} refs in "
+            f"reindexed {path}: {plural(report.runs, 'run')}, {plural(report.artifacts, 'artifact')} "
+            f"({report.recorded} recorded by runs, {report.unrecorded} not) from {plural(report.refs, 'ref')} in "
             f"{', '.join(report.stores)} and the runs in {local_runs}, in {report.seconds:.2f} s"
         )
     if report.skipped_lines:
-        out.warn(f"skipped {report.skipped_lines} unreadable telemetry line(s) (torn or invalid)")
+        out.warn(f"skipped {plural(report.skipped_lines, 'unreadable telemetry line')} (torn or invalid)")
 
 
-__all__ = ["default_runs_dir", "find", "open_catalog", "reindex", "runs_list", "runs_show"]
+#: The commands and groups this module adds to ``scalable`` (see :mod:`scalable.cli.commands`).
+COMMANDS = {"find": find, "reindex": reindex}
+GROUPS = {"runs": runs_app}
+
+__all__ = ["COMMANDS", "GROUPS", "default_runs_dir", "find", "open_catalog", "reindex", "runs_list", "runs_show"]

@@ -10,14 +10,15 @@ cycle in hand-merged telemetry) is printed once, then named as ``(seen above)``.
 from __future__ import annotations
 
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from scalable.catalog.lineage import Lineage
-from scalable.cli.app import app
 from scalable.cli.catalog_cmds import _print_table, open_catalog
 from scalable.cli.output import Output
+
+if TYPE_CHECKING:
+    from scalable.catalog.lineage import Lineage
 
 
 def _target(text: str) -> str:
@@ -68,11 +69,17 @@ def render_tree(graph: Lineage) -> object:
     return tree
 
 
-@app.command("lineage")
 def lineage_command(
-    target: Annotated[str, typer.Argument(help="STORE#KEY (#KEY: the default store), a digest, or a run id (prefix).")],
+    target: Annotated[
+        str,
+        typer.Argument(
+            metavar="STORE#KEY|DIGEST|RUN",
+            help="STORE#KEY (#KEY: the default store), a digest, or a run id (prefix).",
+            show_default=False,
+        ),
+    ],
     down: Annotated[bool, typer.Option("--down", help="What was made from it, instead of what it came from.")] = False,
-    depth: Annotated[int, typer.Option("--depth", min=0, help="How many tasks away to walk.")] = 5,
+    depth: Annotated[int, typer.Option("--depth", metavar="N", min=0, help="How many tasks away to walk.")] = 5,
     json_mode: Annotated[bool, typer.Option("--json", help="Print the graph as JSON.")] = False,
     dot: Annotated[bool, typer.Option("--dot", help="Print the graph in Graphviz DOT.")] = False,
     mermaid: Annotated[bool, typer.Option("--mermaid", help="Print the graph as a Mermaid flowchart.")] = False,
@@ -81,7 +88,7 @@ def lineage_command(
     if sum((json_mode, dot, mermaid)) > 1:
         raise typer.BadParameter("give one of --json, --dot, --mermaid")
     out = Output(json_mode=json_mode)
-    with open_catalog(out) as catalog:
+    with open_catalog(out, read_only=True) as catalog:
         where = _target(target)
         graph = catalog.downstream(where, depth=depth) if down else catalog.upstream(where, depth=depth)
     if json_mode:
@@ -92,3 +99,8 @@ def lineage_command(
         sys.stdout.write(graph.to_mermaid())
     else:
         _print_table(out, render_tree(graph))  # a pipe gets whole lines, as tables do
+
+
+COMMANDS = {"lineage": lineage_command}
+
+__all__ = ["COMMANDS", "lineage_command", "render_tree"]

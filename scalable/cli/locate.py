@@ -25,11 +25,17 @@ from __future__ import annotations
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING
-from urllib.parse import unquote, urlsplit
 
 from scalable.artifacts.keys import shorten, validate_key, validate_prefix
-from scalable.artifacts.uris import redact_uri, split_protocol
-from scalable.errors import ArtifactNotFoundError, InvalidKeyError, UnsupportedURIError
+from scalable.artifacts.resolve import local_path
+from scalable.artifacts.uris import decode_key, redact_uri, split_protocol
+from scalable.errors import (
+    ArtifactNotFoundError,
+    InvalidKeyError,
+    ScalableError,
+    StoreNotFoundError,
+    UnsupportedURIError,
+)
 
 if TYPE_CHECKING:
     from scalable.artifacts.store import BaseArtifactStore
@@ -62,7 +68,7 @@ def parse_artifact_uri(text: str) -> tuple[str, str]:
         raise _bad(str(text), "it is empty")
     if text != text.strip():
         raise _bad(text, "it starts or ends with whitespace")
-    store, _, key = text.partition("#")
+    store, key = split_store_key(text)
     if store:
         protocol, rest = split_protocol(store)
         if protocol is None:
@@ -81,10 +87,34 @@ def parse_artifact_uri(text: str) -> tuple[str, str]:
     return store, key
 
 
+def split_store_key(text: str) -> tuple[str, str]:
+    """``STORE#KEY`` split at its first ``#``; the key's ``%XX`` escapes decoded, as in ``ref.uri``.
+
+    So ``%23`` is a ``#``, ``%40`` an ``@`` and ``%25`` a ``%`` in a key; a ``#`` after the
+    first one is part of the key.
+    """
+    store, _, key = text.partition("#")
+    return store, decode_key(key)
+
+
 def _local_root(uri: str, protocol: str | None) -> Path:
-    if protocol is None:
-        return Path(uri).expanduser().absolute()
-    return Path(unquote(urlsplit(uri).path)).absolute()
+    return local_path(uri)
+
+
+def _store_above(path: Path) -> tuple[str, str] | None:
+    """``(store root, key)`` when ``path`` lies inside a local store, else ``None``."""
+    from scalable.artifacts.resolve import split_ref_uri
+
+    try:
+        return split_ref_uri(str(path))
+    except ScalableError:
+        return None
+
+
+def _no_manifest() -> bool:
+    from scalable.project import project_manifest
+
+    return project_manifest() is None
 
 
 def _default_origin(sources: dict[str, str]) -> str:
@@ -107,6 +137,8 @@ def open_store(text: str, *, need_key: bool, create: bool = False) -> tuple[Base
     Raises a :class:`~scalable.errors.ScalableError` for every problem a user can cause.
     """
     store_text, key = parse_artifact_uri(text)
+    if need_key and store_text and not key and "#" not in text:
+        return open_ref_uri(store_text)
     if need_key:
         if not key:
             hint = f"{store_text or ''}#runs/a.csv"
@@ -115,25 +147,38 @@ def open_store(text: str, *, need_key: bool, create: bool = False) -> tuple[Base
             )
         validate_key(key)
 
-    from scalable.artifacts.factory import build_artifact_store
-    from scalable.manifest import resolve_settings
+    protocol, _ = split_protocol(store_text)
+    settings = None
+    if not (store_text and protocol in _LOCAL and _no_manifest()):
+        # Only a manifest can add storage options to a named local store: without one, skip loading it.
+        from scalable.manifest import resolve_settings
 
-    settings = resolve_settings()
-    uri = store_text or settings.default_storage
+        settings = resolve_settings()
+    uri = store_text or settings.default_storage  # type: ignore[union-attr]
     protocol, _ = split_protocol(uri)
     if protocol in _LOCAL and not create:
         root = _local_root(uri, protocol)
-        where = "" if store_text else f" (the default store, {_default_origin(settings.sources)})"
+        where = "" if store_text else f" (the default store, {_default_origin(settings.sources)})"  # type: ignore[union-attr]
+        if store_text and not key and not (root / ".scalable").is_dir():
+            inside = _store_above(root)
+            if inside is not None:  # a ref's uri (or a path inside a store): that store, and the key as prefix
+                return open_store(f"{inside[0]}#{inside[1].replace('%', '%25')}", need_key=need_key)
         if not root.is_dir():
-            raise ArtifactNotFoundError(
+            raise StoreNotFoundError(
                 f"no artifact store at {root}{where}: the folder does not exist; check the path "
                 "(a store is created by its first put)"
             )
         if not (root / ".scalable").is_dir():
-            raise ArtifactNotFoundError(
-                f"{root} is not an artifact store (it has no .scalable folder): check the path "
+            raise StoreNotFoundError(
+                f"{root}{where} is not an artifact store (it has no .scalable folder): check the path "
                 "(a store is created by its first put)"
             )
+    if settings is None:
+        from scalable.artifacts.local import LocalArtifactStore
+
+        return LocalArtifactStore(_local_root(uri, protocol)), key
+    from scalable.artifacts.factory import build_artifact_store
+
     try:
         store = build_artifact_store(uri, **settings.storage_options_for(uri))
     except UnsupportedURIError as exc:
@@ -141,7 +186,39 @@ def open_store(text: str, *, need_key: bool, create: bool = False) -> tuple[Base
         if "unknown URI scheme" in message:
             raise UnsupportedURIError(f"{message}; {ACCEPTED_FORMS}") from None
         raise
+    if protocol not in _LOCAL:
+        from scalable.artifacts.reach import probe_store
+
+        probe_store(store)  # a dead endpoint fails in bounded time, before the driver's own retries
+    if not need_key and not create:
+        store.check()  # an unreachable service, a missing bucket: the error info gives, not "0 artifacts"
     return store, key  # type: ignore[return-value]
+
+
+def open_ref_uri(text: str) -> tuple[BaseArtifactStore, str]:
+    """The store and key of a ref's ``uri`` (``<store uri>/<key>``, no ``#``): see :mod:`scalable.artifacts.resolve`."""
+    from scalable.artifacts.resolve import open_uri, split_ref_uri
+    from scalable.manifest import resolve_settings
+
+    protocol, _ = split_protocol(text)
+    if protocol in _LOCAL and (local_path(text) / ".scalable").is_dir():
+        raise UnsupportedURIError(
+            f"{redact_uri(text)!r} names a store but no artifact: add #KEY, as in {text + '#runs/a.csv'!r}; "
+            f"{ACCEPTED_FORMS}"
+        )
+    settings = resolve_settings()
+    options = {} if protocol in _LOCAL else settings.storage_options_for(text)
+    try:
+        store_uri, key = split_ref_uri(text, options)
+    except ArtifactNotFoundError:
+        if protocol not in _LOCAL:
+            raise
+        raise UnsupportedURIError(
+            f"{redact_uri(text)!r} names a store but no artifact (and no store above it holds it as a ref's uri): "
+            f"add #KEY, as in {text + '#runs/a.csv'!r}; {ACCEPTED_FORMS}"
+        ) from None
+    validate_key(key)
+    return open_uri(f"{store_uri}#{key.replace('%', '%25')}", **settings.storage_options_for(store_uri))
 
 
 def artifact_not_found(store: BaseArtifactStore, key: str, store_text: str) -> ArtifactNotFoundError:
@@ -150,4 +227,11 @@ def artifact_not_found(store: BaseArtifactStore, key: str, store_text: str) -> A
     return ArtifactNotFoundError(f"no artifact {key!r} in {store.uri}: list the keys with {listing}")
 
 
-__all__ = ["ACCEPTED_FORMS", "artifact_not_found", "open_store", "parse_artifact_uri"]
+__all__ = [
+    "ACCEPTED_FORMS",
+    "artifact_not_found",
+    "open_ref_uri",
+    "open_store",
+    "parse_artifact_uri",
+    "split_store_key",
+]

@@ -6,16 +6,18 @@ from typing import Annotated
 
 import typer
 
-from scalable.cli.app import EXIT_FAILURE, app
+from scalable.cli.options import EXIT_FAILURE, Json
 from scalable.cli.output import Output
-from scalable.cli.store_cmds import Json
 
 
-@app.command()
 def validate(
     manifest: Annotated[
         str | None,
-        typer.Argument(help="The manifest (default: $SCALABLE_MANIFEST, else ./scalable.yaml).", show_default=False),
+        typer.Argument(
+            metavar="[MANIFEST]",
+            help="The manifest (default: $SCALABLE_MANIFEST, else the nearest scalable.yaml here or above).",
+            show_default=False,
+        ),
     ] = None,
     json_mode: Json = False,
 ) -> None:
@@ -35,8 +37,9 @@ def validate(
                     ManifestProblem(
                         None,
                         None,
-                        "nothing to validate: ./scalable.yaml does not exist and SCALABLE_MANIFEST is not set; "
-                        "give a path (scalable validate path/to/scalable.yaml)",
+                        "nothing to validate: no scalable.yaml here or in a parent folder, and SCALABLE_MANIFEST "
+                        "is not set, so the built-in defaults are in use (store ./artifacts, runs, catalog and "
+                        "cache under ./.scalable); give a path (scalable validate path/to/scalable.yaml)",
                     )
                 ],
             )
@@ -55,20 +58,19 @@ def validate(
 
 
 def _no_default_manifest() -> bool:
-    import os
-    from pathlib import Path
+    from scalable.project import project_manifest
 
-    from scalable.manifest.load import DEFAULT_MANIFEST
-
-    return not os.environ.get("SCALABLE_MANIFEST") and not Path(DEFAULT_MANIFEST).is_file()
+    return project_manifest() is None
 
 
-@app.command()
 def schema() -> None:
     """Print the JSON schema of scalable.yaml (for editors and CI checks)."""
-    import scalable
+    from scalable.manifest import json_schema
 
-    Output().json(scalable.json_schema())
+    Output().json(json_schema())
 
 
-__all__ = ["schema", "validate"]
+#: The commands this module adds to ``scalable`` (see :mod:`scalable.cli.commands`).
+COMMANDS = {"validate": validate, "schema": schema}
+
+__all__ = ["COMMANDS", "schema", "validate"]

@@ -13,25 +13,25 @@ from typing import Annotated
 
 import typer
 
-from scalable.cli.app import app
 from scalable.cli.cache_cmds import _duration, _size
+from scalable.cli.help import PlainCommand
+from scalable.cli.options import Json, Quiet, human_size, plural
 from scalable.cli.output import Output
-from scalable.cli.store_cmds import Json, Quiet, human_size
 
 mirror_app = typer.Typer(
     name="mirror",
     help="Show or trim the local mirror of fetched artifacts (store.fetch).",
     no_args_is_help=True,
+    rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-app.add_typer(mirror_app, name="mirror")
 
 
 def _when(ts: float) -> str:
     return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
 
 
-@mirror_app.command("ls")
+@mirror_app.command("ls", cls=PlainCommand)
 def mirror_ls(json_mode: Json = False) -> None:
     """List the mirrored artifacts, least recently used first, with their size and whether a process holds them."""
     from scalable.artifacts.mirror import default_mirror
@@ -45,7 +45,9 @@ def mirror_ls(json_mode: Json = False) -> None:
         out.json({"root": str(mirror.root), "max_bytes": mirror.max_bytes, "total_bytes": total, "entries": rows})
         return
     bound = "no bound" if mirror.max_bytes is None else f"bound {human_size(mirror.max_bytes)}"
-    out.print(f"mirror {mirror.root}: {len(rows)} entries, {human_size(total)} ({bound})", markup=False)
+    out.print(
+        f"mirror {mirror.root}: {plural(len(rows), 'entry', 'entries')}, {human_size(total)} ({bound})", markup=False
+    )
     for row in rows:
         held = "in use" if row["in_use"] else "-"
         out.print(
@@ -55,14 +57,19 @@ def mirror_ls(json_mode: Json = False) -> None:
         )
 
 
-@mirror_app.command("prune")
+@mirror_app.command("prune", cls=PlainCommand)
 def mirror_prune(
     older_than: Annotated[
-        str | None, typer.Option("--older-than", help="Remove entries not used for this long (30d, 12h, 15m).")
+        str | None,
+        typer.Option("--older-than", metavar="AGE", help="Remove entries not used for this long (30d, 12h, 15m)."),
     ] = None,
     max_size: Annotated[
         str | None,
-        typer.Option("--max-size", help="Remove the least recently used down to this (default: the mirror's bound)."),
+        typer.Option(
+            "--max-size",
+            metavar="SIZE",
+            help="Remove the least recently used down to this (default: the mirror's bound).",
+        ),
     ] = None,
     everything: Annotated[bool, typer.Option("--all", help="Remove every entry that no process holds.")] = False,
     json_mode: Json = False,
@@ -94,10 +101,12 @@ def mirror_prune(
         )
         return
     out.print(
-        f"removed {len(removed)} entries ({human_size(freed)}) from {mirror.root}; "
+        f"removed {plural(len(removed), 'entry', 'entries')} ({human_size(freed)}) from {mirror.root}; "
         f"{len(left)} left ({human_size(sum(e.size_bytes for e in left))})",
         markup=False,
     )
 
 
-__all__ = ["mirror_app", "mirror_ls", "mirror_prune"]
+GROUPS = {"mirror": mirror_app}
+
+__all__ = ["GROUPS", "mirror_app", "mirror_ls", "mirror_prune"]

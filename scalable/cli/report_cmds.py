@@ -10,12 +10,11 @@ is one line on stderr and exit code 1.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
-from rich.markup import escape
 
-from scalable.cli.app import app
+from scalable.cli.options import plural
 from scalable.cli.output import Output
 
 
@@ -29,16 +28,19 @@ def default_output(run_dir: Path, run_id: str) -> Path:
     return run_dir / "report.html"
 
 
-@app.command()
 def report(
     run: Annotated[
-        str, typer.Argument(metavar="RUN", help="A run id, a unique prefix of one, or a run directory's path.")
+        str,
+        typer.Argument(
+            metavar="RUN", help="A run id, a unique prefix of one, or a run directory's path.", show_default=False
+        ),
     ],
     output: Annotated[
         Path | None,
         typer.Option(
             "--output",
             "-o",
+            metavar="FILE",
             help="Where to write the HTML (default: report.html in the run directory, "
             "or ./report-<run_id>.html for a run read from the store).",
         ),
@@ -47,11 +49,13 @@ def report(
     json_mode: Annotated[bool, typer.Option("--json", help="Print the path and the run's figures as JSON.")] = False,
 ) -> None:
     """Write one self-contained HTML report of a run (timeline, cache hit rate, artifacts) and print its path."""
+    from rich.markup import escape
+
     from scalable.report import load_run_report, write_report
     from scalable.session.locate import locate_run
 
     out = Output(quiet=quiet, json_mode=json_mode)
-    run_dir = locate_run(run)
+    run_dir = _locate(run, locate_run)
     model = load_run_report(run_dir)
     path = write_report(model, output or default_output(run_dir, model.run_id))
     for note in model.notes:
@@ -72,11 +76,38 @@ def report(
         )
         return
     out.print(
-        f"run {model.run_id} ({model.status}): {len(model.tasks)} task(s), {model.counts['failed']} failed, "
-        f"{len(model.artifacts)} artifact(s)",
+        f"run {model.run_id} ({model.status}): {plural(len(model.tasks), 'task')}, {model.counts['failed']} failed, "
+        f"{plural(len(model.artifacts), 'artifact')}",
         markup=False,
     )
     out.result(str(path))
 
 
-__all__ = ["default_output", "report"]
+def _locate(run: str, locate_run: Any) -> Path:
+    """The run's directory: on this machine, else through the catalog, which knows the store a run wrote to."""
+    from scalable.errors import RunNotFoundError, ScalableError
+
+    try:
+        return locate_run(run)
+    except RunNotFoundError as missing:
+        from scalable.catalog import Catalog
+        from scalable.catalog.catalog import catalog_disabled, default_catalog_path
+
+        if catalog_disabled() or not default_catalog_path().is_file():
+            raise
+        try:
+            with Catalog() as catalog:
+                row = catalog.run(run)
+        except RunNotFoundError:
+            raise missing from None
+        except ScalableError:
+            raise missing from None
+        if not row.store:
+            raise
+        return locate_run(row.run_id, store=row.store)
+
+
+#: The commands this module adds to ``scalable`` (see :mod:`scalable.cli.commands`).
+COMMANDS = {"report": report}
+
+__all__ = ["COMMANDS", "default_output", "report"]

@@ -8,48 +8,38 @@ artifact or an unreachable store is a failure (exit 1), reported in one line.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from fsspec.callbacks import Callback
 
-from scalable.artifacts.ref import ArtifactKind, ArtifactRef
-from scalable.cli.app import EXIT_FAILURE, EXIT_USAGE, app
-from scalable.cli.locate import artifact_not_found, open_store, parse_artifact_uri
+from scalable.cli.options import (
+    EXIT_FAILURE,
+    ArtifactArg,
+    Json,
+    Quiet,
+    check_uri,
+    confirm_or_exit,
+    human_size,
+    plural,
+    short_digest,
+)
 from scalable.cli.output import Output
-from scalable.errors import ArtifactNotFoundError, IntegrityError, UnsupportedURIError
 
 if TYPE_CHECKING:
+    from fsspec.callbacks import Callback
+
+    from scalable.artifacts.ref import ArtifactRef
     from scalable.artifacts.store import BaseArtifactStore
 
-
-def check_uri(value: str | None) -> str | None:
-    """Typer callback: a URI that cannot be parsed is a bad argument (usage error, exit 2)."""
-    if value is not None:
-        try:
-            parse_artifact_uri(value)
-        except UnsupportedURIError as exc:
-            raise typer.BadParameter(str(exc)) from None
-    return value
+KINDS = ("file", "dir", "blob")
 
 
-def check_artifact_uri(value: str) -> str:
-    """Typer callback for commands on one artifact: the URI must parse and name a valid key (else exit 2)."""
-    check_uri(value)
-    from scalable.artifacts.keys import validate_key
-    from scalable.errors import InvalidKeyError
-
-    store, _, key = value.partition("#")
-    if not key:
-        raise typer.BadParameter(f"{value!r} names a store but no artifact: add #KEY, as in '{store}#runs/a.csv'")
-    try:
-        validate_key(key)
-    except InvalidKeyError as exc:
-        raise typer.BadParameter(str(exc)) from None
+def _check_kind(value: str | None) -> str | None:
+    if value is not None and value not in KINDS:
+        raise typer.BadParameter(f"{value!r} is not a kind: use --kind file, --kind dir or --kind blob")
     return value
 
 
@@ -61,58 +51,31 @@ def _check_meta(values: list[str] | None) -> list[str]:
     return list(values or [])
 
 
-ArtifactArg = Annotated[str, typer.Argument(callback=check_artifact_uri, help="The artifact: STORE#KEY, or #KEY.")]
-Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Print only the result (or nothing).")]
-Json = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
+def _bar_callback(advance: Any) -> Callback:
+    """An fsspec callback that moves a :meth:`Output.progress` bar (fsspec is imported only here)."""
+    from scalable.cli.progress import BarCallback
 
-
-def human_size(n: int) -> str:
-    """A byte count for people: ``1.2 MB`` (powers of 1000, as rich prints transfer sizes)."""
-    from rich.filesize import decimal
-
-    return decimal(n)
-
-
-def short_digest(digest: str) -> str:
-    """``sha256:`` and the first 12 hex digits: enough to tell artifacts apart in a listing."""
-    return digest[: len("sha256:") + 12]
-
-
-class _BarCallback(Callback):
-    """An fsspec callback that moves a :meth:`Output.progress` bar."""
-
-    def __init__(self, advance: Any) -> None:
-        super().__init__()
-        self._advance = advance
-
-    def set_size(self, size: int | None) -> None:
-        self.size = size
-        self._advance.set_total(size)
-
-    def relative_update(self, inc: int = 1) -> None:
-        self.value += inc
-        self._advance(inc)
-
-    def absolute_update(self, value: int) -> None:
-        delta, self.value = value - self.value, value
-        self._advance(delta)
+    return BarCallback(advance)
 
 
 @contextmanager
 def _transfer(out: Output, description: str) -> Iterator[Callback]:
     with out.progress(description, total=None) as advance:
-        yield _BarCallback(advance)
+        yield _bar_callback(advance)
 
 
 @contextmanager
 def _key_must_exist(store: BaseArtifactStore, key: str, uri: str) -> Iterator[None]:
     """Reword a missing key for the command line (the store's message names the Python API)."""
+    from scalable.cli.locate import artifact_not_found, parse_artifact_uri
+    from scalable.errors import ArtifactNotFoundError
+
     try:
         yield
     except ArtifactNotFoundError:
         if store.exists(key):
             raise
-        raise artifact_not_found(store, key, parse_artifact_uri(uri)[0]) from None
+        raise artifact_not_found(store, key, parse_artifact_uri(uri)[0] if "#" in uri else store.uri) from None
 
 
 def _ref_doc(ref: ArtifactRef, store: BaseArtifactStore) -> dict[str, Any]:
@@ -130,15 +93,22 @@ def _print_ref(out: Output, ref: ArtifactRef) -> None:
     out.print(f"created  {ref.created_at.isoformat(timespec='seconds')}", markup=False)
 
 
-@app.command()
 def put(
-    src: Annotated[Path, typer.Argument(help="A local file or directory.")],
+    src: Annotated[Path, typer.Argument(metavar="SRC", help="A local file or directory.", show_default=False)],
     uri: ArtifactArg,
-    kind: Annotated[ArtifactKind | None, typer.Option(help="Store as this kind (default: from SRC).")] = None,
-    meta: Annotated[
-        list[str] | None, typer.Option("--meta", callback=_check_meta, help="Metadata KEY=VALUE (repeatable).")
+    kind: Annotated[
+        str | None,
+        typer.Option(
+            "--kind", metavar="KIND", callback=_check_kind, help="Store as file, dir or blob (default: from SRC)."
+        ),
     ] = None,
-    pack: Annotated[bool, typer.Option(help="Store a directory as one object (its files concatenated).")] = False,
+    meta: Annotated[
+        list[str] | None,
+        typer.Option("--meta", metavar="KEY=VALUE", callback=_check_meta, help="Metadata (repeatable)."),
+    ] = None,
+    pack: Annotated[
+        bool, typer.Option("--pack", help="Store a directory as one object (its files concatenated).")
+    ] = False,
     json_mode: Json = False,
     quiet: Quiet = False,
 ) -> None:
@@ -147,6 +117,9 @@ def put(
     With --quiet only the digest is printed.
     """
     out = Output(quiet=quiet, json_mode=json_mode)
+    from scalable.cli.locate import open_store
+
+    _check_kind_fits(src, kind)
     store, key = open_store(uri, need_key=True, create=True)
     metadata = dict(item.split("=", 1) for item in meta or [])
     with _transfer(out, f"put {key}") as callback:
@@ -159,7 +132,6 @@ def put(
         _print_ref(out, ref)
 
 
-@app.command()
 def get(
     uri: ArtifactArg,
     dest: Annotated[
@@ -167,6 +139,7 @@ def get(
         typer.Argument(
             help="The path the artifact will have; a path ending in / means inside that folder (DEST/NAME).",
             metavar="DEST",
+            show_default=False,
         ),
     ],
     force: Annotated[
@@ -189,6 +162,8 @@ def get(
     artifact is added to an existing folder, keeping the files it does not name. A file that
     already holds the artifact's bytes is left as it is.
     """
+    from scalable.cli.locate import open_store
+
     out = Output(quiet=quiet, json_mode=json_mode)
     store, key = open_store(uri, need_key=True)
     with _key_must_exist(store, key, uri), _transfer(out, f"get {key}") as callback:
@@ -201,15 +176,22 @@ def get(
     out.print(f"wrote {path} ({ref.kind.value}, {human_size(ref.size_bytes)}, {checked})", markup=False)
 
 
-@app.command("ls")
 def ls(
     uri: Annotated[
-        str, typer.Argument(callback=check_uri, help="STORE, STORE#PREFIX, or #PREFIX for the default store.")
+        str,
+        typer.Argument(
+            metavar="STORE[#PREFIX]",
+            callback=check_uri,
+            help="STORE, STORE#PREFIX, or #PREFIX for the default store (default: the default store).",
+            show_default=False,
+        ),
     ] = "#",
     long: Annotated[bool, typer.Option("--long", "-l", help="Add kind, size, digest and creation time.")] = False,
     json_mode: Json = False,
 ) -> None:
     """List the keys of the artifacts in a store, or under a key prefix."""
+    from scalable.cli.locate import open_store
+
     out = Output(json_mode=json_mode)
     store, prefix = open_store(uri, need_key=False)
     if json_mode:
@@ -236,9 +218,10 @@ def ls(
             out.result(f"{key:<{width}}  {kind:<4}  {size:>{size_width}}  {digest}  {created}")
 
 
-@app.command()
 def info(uri: ArtifactArg, json_mode: Json = False) -> None:
     """Show the ref of the artifact URI: kind, digest, size, creation time and metadata."""
+    from scalable.cli.locate import open_store
+
     out = Output(json_mode=json_mode)
     store, key = open_store(uri, need_key=True)
     with _key_must_exist(store, key, uri):
@@ -251,19 +234,6 @@ def info(uri: ArtifactArg, json_mode: Json = False) -> None:
         out.print(f"meta     {name}={value}", markup=False)
 
 
-def confirm_or_exit(out: Output, question: str, yes: bool) -> None:
-    """Ask ``question`` on a terminal; without one, refuse unless ``--yes`` (exit 2) instead of waiting."""
-    if yes:
-        return
-    if not sys.stdin.isatty():
-        out.error(f"{question[:-1]}: stdin is not a terminal, so nothing is asked and nothing is done; pass --yes")
-        raise typer.Exit(EXIT_USAGE)
-    if not typer.confirm(question, default=False, err=True):
-        out.error("nothing done")
-        raise typer.Exit(EXIT_FAILURE)
-
-
-@app.command()
 def rm(
     uri: ArtifactArg,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
@@ -271,6 +241,8 @@ def rm(
     quiet: Quiet = False,
 ) -> None:
     """Delete the artifact URI (its ref, then its bytes). Asks first, unless --yes."""
+    from scalable.cli.locate import open_store
+
     out = Output(quiet=quiet, json_mode=json_mode)
     store, key = open_store(uri, need_key=True)
     with _key_must_exist(store, key, uri):
@@ -283,19 +255,29 @@ def rm(
         out.print(f"deleted {key} from {store.uri}", markup=False)
 
 
-@app.command()
 def verify(
-    uri: Annotated[str, typer.Argument(callback=check_uri, help="STORE, STORE#PREFIX, STORE#KEY, or #PREFIX.")] = "#",
+    uri: Annotated[
+        str,
+        typer.Argument(
+            metavar="STORE[#PREFIX]",
+            callback=check_uri,
+            help="STORE, STORE#PREFIX, STORE#KEY, or #PREFIX (default: the default store).",
+            show_default=False,
+        ),
+    ] = "#",
     json_mode: Json = False,
     quiet: Quiet = False,
 ) -> None:
     """Re-hash every artifact under URI against its digest; list the bad ones and exit 1 if any."""
+    from scalable.cli.locate import open_store
+    from scalable.errors import ArtifactNotFoundError, IntegrityError
+
     out = Output(quiet=quiet, json_mode=json_mode)
     store, prefix = open_store(uri, need_key=False)
     keys = store.list_artifacts(prefix)
     good: list[str] = []
     bad: list[dict[str, str]] = []
-    with out.progress(f"verify {len(keys)} artifacts", total=None) as advance:
+    with out.progress(f"verify {plural(len(keys), 'artifact')}", total=None) as advance:
         for key in keys:
             try:
                 ref = store.verify(key)
@@ -315,14 +297,45 @@ def verify(
     else:
         for item in bad:
             out.result(f"BAD {item['key']}: {item['error']}")
-        out.print(f"checked {len(good) + len(bad)} artifacts in {where}: {len(good)} ok, {len(bad)} bad", markup=False)
+        out.print(
+            f"checked {plural(len(good) + len(bad), 'artifact')} in {where}: {len(good)} ok, {len(bad)} bad",
+            markup=False,
+        )
     if bad:
         if not json_mode:
             out.error(
-                f"{len(bad)} of {len(good) + len(bad)} artifacts failed verification: "
+                f"{len(bad)} of {plural(len(good) + len(bad), 'artifact')} failed verification: "
                 "put them again from their sources, or remove them with scalable rm"
             )
         raise typer.Exit(EXIT_FAILURE)
 
 
-__all__ = ["check_uri", "confirm_or_exit", "get", "human_size", "info", "ls", "put", "rm", "short_digest", "verify"]
+def _check_kind_fits(src: Path, kind: str | None) -> None:
+    """The store's kind checks, in the command's words (``--kind file``, not ``kind='file'``)."""
+    from scalable.errors import ArtifactKindError
+
+    if kind is None or not src.exists():
+        return
+    if src.is_dir() and kind != "dir":
+        raise ArtifactKindError(f"{src} is a directory but --kind {kind} was given: use --kind dir or leave it out")
+    if not src.is_dir() and kind == "dir":
+        raise ArtifactKindError(f"{src} is a file but --kind dir was given: use --kind file or leave it out")
+
+
+#: The commands this module adds to ``scalable`` (see :mod:`scalable.cli.commands`).
+COMMANDS = {"put": put, "get": get, "ls": ls, "info": info, "rm": rm, "verify": verify}
+
+# Kept importable from here for code written against earlier versions.
+__all__ = [
+    "COMMANDS",
+    "check_uri",
+    "confirm_or_exit",
+    "get",
+    "human_size",
+    "info",
+    "ls",
+    "put",
+    "rm",
+    "short_digest",
+    "verify",
+]

@@ -13,25 +13,60 @@ line and the field of every problem. ``json_schema()`` is the schema editors can
 
 from __future__ import annotations
 
-from scalable.manifest.errors import ManifestError, ManifestNotFoundError, ManifestProblem
+from typing import TYPE_CHECKING
+
+from scalable._lazy import lazy_namespace
+
+# A function named like its module: bound now, so importing the module cannot shadow it.
 from scalable.manifest.expand import expand
-from scalable.manifest.load import DEFAULT_MANIFEST, load_manifest, parse_manifest
-from scalable.manifest.schema import (
-    PROVIDERS,
-    TARGET_MODELS,
-    DaskTarget,
-    LocalTarget,
-    LSFTarget,
-    Manifest,
-    Overlay,
-    PBSTarget,
-    Project,
-    SGETarget,
-    SlurmTarget,
-    Target,
-    json_schema,
-)
-from scalable.manifest.settings import ENV_VARS, Settings, resolve_settings
+
+if TYPE_CHECKING:
+    from scalable.manifest.errors import ManifestError, ManifestNotFoundError, ManifestProblem
+    from scalable.manifest.expand import expand
+    from scalable.manifest.load import DEFAULT_MANIFEST, load_manifest, parse_manifest
+    from scalable.manifest.schema import (
+        PROVIDERS,
+        TARGET_MODELS,
+        DaskTarget,
+        LocalTarget,
+        LSFTarget,
+        Manifest,
+        Overlay,
+        PBSTarget,
+        Project,
+        SGETarget,
+        SlurmTarget,
+        Target,
+        json_schema,
+    )
+    from scalable.manifest.settings import ENV_VARS, Settings, resolve_settings
+
+_EXPORTS = {
+    "ManifestError": "scalable.manifest.errors",
+    "ManifestNotFoundError": "scalable.manifest.errors",
+    "ManifestProblem": "scalable.manifest.errors",
+    "DEFAULT_MANIFEST": "scalable.manifest.load",
+    "load_manifest": "scalable.manifest.load",
+    "parse_manifest": "scalable.manifest.load",
+    "PROVIDERS": "scalable.manifest.schema",
+    "TARGET_MODELS": "scalable.manifest.schema",
+    "DaskTarget": "scalable.manifest.schema",
+    "LocalTarget": "scalable.manifest.schema",
+    "LSFTarget": "scalable.manifest.schema",
+    "Manifest": "scalable.manifest.schema",
+    "Overlay": "scalable.manifest.schema",
+    "PBSTarget": "scalable.manifest.schema",
+    "Project": "scalable.manifest.schema",
+    "SGETarget": "scalable.manifest.schema",
+    "SlurmTarget": "scalable.manifest.schema",
+    "Target": "scalable.manifest.schema",
+    "json_schema": "scalable.manifest.schema",
+    "ENV_VARS": "scalable.manifest.settings",
+    "Settings": "scalable.manifest.settings",
+    "resolve_settings": "scalable.manifest.settings",
+}
+
+__getattr__, __dir__ = lazy_namespace(__name__, _EXPORTS, globals())
 
 __all__ = [
     "DEFAULT_MANIFEST",

@@ -9,11 +9,10 @@ maps each pydantic error's ``loc`` back to a path and so to a line.
 from __future__ import annotations
 
 import copy
-import difflib
 import os
 import re
 import types
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Union, get_args, get_origin
@@ -24,7 +23,9 @@ from pydantic import BaseModel, ValidationError
 from scalable.artifacts.uris import redact_uri
 from scalable.manifest.errors import ManifestError, ManifestNotFoundError, ManifestProblem
 from scalable.manifest.expand import ExpansionError, expand
+from scalable.manifest.problems import did_you_mean, unknown_name_error
 from scalable.manifest.schema import PROVIDERS, Manifest
+from scalable.project import find_manifest
 
 #: The file read when no path is given and ``SCALABLE_MANIFEST`` is not set.
 DEFAULT_MANIFEST = "scalable.yaml"
@@ -91,7 +92,8 @@ def load_manifest(
 ) -> Manifest:
     """Read, expand and validate a manifest, with ``overlay`` merged in if given.
 
-    With no ``path``: the file named by ``SCALABLE_MANIFEST``, else ``./scalable.yaml``;
+    With no ``path``: the file named by ``SCALABLE_MANIFEST``, else the nearest
+    ``scalable.yaml`` in the current folder or its parents (see :mod:`scalable.project`);
     when neither exists the built-in defaults (:meth:`Manifest.builtin`) are returned. A
     file named explicitly (argument or variable) must exist. ``environ`` (default
     ``os.environ``, read now) supplies ``${VAR}`` values.
@@ -104,8 +106,8 @@ def load_manifest(
     if path is None:
         if env.get("SCALABLE_MANIFEST"):
             path, chosen_by = env["SCALABLE_MANIFEST"], "SCALABLE_MANIFEST"
-        elif Path(DEFAULT_MANIFEST).is_file():
-            path, chosen_by = DEFAULT_MANIFEST, "default"
+        elif (found := find_manifest()) is not None:  # the nearest scalable.yaml here or above
+            path, chosen_by = str(found), "default"
         else:
             if overlay is not None:
                 raise ManifestNotFoundError(
@@ -115,7 +117,7 @@ def load_manifest(
                             None,
                             "overlays",
                             f"overlay {overlay!r} was asked for, but there is no manifest: "
-                            f"./{DEFAULT_MANIFEST} does not exist and SCALABLE_MANIFEST is not set",
+                            f"no {DEFAULT_MANIFEST} here or in a parent folder, and SCALABLE_MANIFEST is not set",
                         )
                     ],
                 )
@@ -205,27 +207,6 @@ def parse_manifest(
     if problems_in_overlays:
         raise ManifestError(source, problems_in_overlays)
     return selected if selected is not None else base
-
-
-def unknown_name_error(
-    manifest: Manifest,
-    section: str,
-    what: str,
-    name: str,
-    choices: Iterable[str],
-    *,
-    chosen_by: str | None = None,
-    source: Any = None,
-) -> ManifestError:
-    """The error for a target or overlay ``name`` that ``section`` does not define."""
-    src = source if source is not None else manifest._source
-    names = sorted(set(choices))
-    hint = _did_you_mean(name, names)
-    listed = f" ({section}: {', '.join(names)})" if names else f" (the manifest has no {section})"
-    by = f" (chosen by {chosen_by})" if chosen_by else ""
-    line = src.line_of((section,)) if src is not None else None
-    label = src.label if src is not None else None
-    return ManifestError(label, [ManifestProblem(line, section, f"no {what} named {name!r}{by}{hint}{listed}")])
 
 
 # --- expansion and line numbers -------------------------------------------------------------
@@ -370,14 +351,14 @@ def _pydantic_problem(err: Mapping[str, Any], src: _Source, note: str) -> Manife
     kind = err["type"]
     if kind == "extra_forbidden":
         known = [] if model is None else list(model.model_fields)
-        hint = _did_you_mean(str(path[-1]), known) if path else ""
+        hint = did_you_mean(str(path[-1]), known) if path else ""
         message = f"unknown field{hint}" if hint else f"unknown field (fields here: {', '.join(known)})"
     elif kind == "missing":
         message = "required field is missing"
     elif kind == "union_tag_invalid":
         path = (*path, "provider")
         tag = str(err["ctx"]["tag"])
-        message = f"unknown provider {tag!r}{_did_you_mean(tag, PROVIDERS)} (providers: {', '.join(PROVIDERS)})"
+        message = f"unknown provider {tag!r}{did_you_mean(tag, PROVIDERS)} (providers: {', '.join(PROVIDERS)})"
     elif kind == "union_tag_not_found":
         message = f"a target needs a provider: one of {', '.join(PROVIDERS)}"
     elif kind == "string_too_short":
@@ -448,12 +429,6 @@ def _show(path: Sequence[str | int]) -> str | None:
         else:
             out += f'["{part}"]'
     return out or None
-
-
-def _did_you_mean(word: str, choices: Iterable[str]) -> str:
-    """``"; did you mean 'x'?"`` for the closest of ``choices``, or ``""``."""
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
-    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 def _kind(value: Any) -> str:

@@ -25,7 +25,7 @@ from pydantic import (
     model_validator,
 )
 
-from scalable.artifacts.uris import redact_uri
+from scalable.artifacts.uris import URI_IN_TEXT, redact_uri
 
 #: Names of the providers a target may use, in the order the docs list them.
 PROVIDERS = ("local", "dask", "slurm", "pbs", "sge", "lsf")
@@ -37,7 +37,6 @@ _SECRET_OPTION = re.compile(r"key|secret|token|passw|credential|sas|signature|co
 
 
 # URIs in free text, and `name: value` lines whose name looks secret (for snapshots of the file).
-_URI_IN_TEXT = re.compile(r"(?<![A-Za-z0-9+.-])[A-Za-z][A-Za-z0-9+.-]*://[^\s\"'<>\\]+")
 _SECRET_WORDS = r"(?:key|secret|token|passw|credential|sas|signature|connection_string)"
 # `name: value` (block or flow style) whose name looks secret; the value ends at a comma, bracket or comment.
 _SECRET_VALUE = re.compile(
@@ -493,7 +492,7 @@ class Manifest(_Model):
         text = self.text
         if text is None:
             return None
-        text = _URI_IN_TEXT.sub(lambda m: _redact_uri_safely(m.group(0)), text)
+        text = URI_IN_TEXT.sub(lambda m: _redact_uri_safely(m.group(0)), text)
         return _SECRET_VALUE.sub(lambda m: m.group(0) if "${" in m.group(2) else m.group(1) + "'***'", text)
 
     @property
@@ -515,7 +514,7 @@ class Manifest(_Model):
             return self.targets[name]
         if name == "local":
             return LocalTarget()
-        from scalable.manifest.load import unknown_name_error  # the loader knows files and lines
+        from scalable.manifest.problems import unknown_name_error
 
         raise unknown_name_error(self, "targets", "target", name, [*self.targets, "local"])
 

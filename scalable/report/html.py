@@ -22,7 +22,7 @@ import jinja2
 from markupsafe import Markup, escape
 from rich.filesize import decimal
 
-import scalable
+from scalable._version import __version__
 from scalable.report.data import OUTCOMES, RunReport, TaskRow
 from scalable.report.graph import NODE_H, NODE_W, GraphOutput, RunGraph, build_graph
 
@@ -247,7 +247,7 @@ def render_html(report: RunReport, out_path: str | os.PathLike[str] | None = Non
             node_h=NODE_H,
             links=telemetry_links(report, out_path),
             generated_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            version=scalable.__version__,
+            version=__version__,
         )
     )
 

@@ -26,15 +26,14 @@ import os
 from pathlib import Path
 
 from scalable.artifacts.base import ArtifactStore
-from scalable.artifacts.uris import redact_uri
-from scalable.errors import RunNotFoundError, ScalableError
+from scalable.artifacts.uris import redact_uri, split_protocol
+from scalable.errors import RunNotFoundError, ScalableError, StoreNotFoundError
+from scalable.telemetry.runids import pick_run_id
 
 #: Files whose presence makes a directory a run directory.
 RUN_MARKERS = ("run.json", "tasks.jsonl")
 #: The telemetry files a session copies to its store (see ``ScalableSession.close``).
 TELEMETRY_FILES = ("run.json", "summary.json", "artifacts.jsonl", "tasks.jsonl", "cache.jsonl")
-#: How many candidates an ambiguous-prefix message lists.
-_SHOWN = 10
 
 
 def is_run_dir(path: Path) -> bool:
@@ -48,38 +47,24 @@ def run_cache_dir() -> Path:
     return Path(base) / "scalable" / "runs"
 
 
-def _ambiguous(run: str, candidates: list[str], where: str) -> RunNotFoundError:
-    shown = ", ".join(candidates[:_SHOWN])
-    more = f" and {len(candidates) - _SHOWN} more" if len(candidates) > _SHOWN else ""
-    return RunNotFoundError(
-        f"run id prefix {run!r} is ambiguous: {len(candidates)} runs in {where} start with it "
-        f"({shown}{more}); type more of the id"
-    )
-
-
 def _in_runs_dir(run: str, runs_dir: Path) -> Path | None:
     exact = runs_dir / run
     if "/" not in run and os.sep not in run and is_run_dir(exact):
         return exact.resolve()
     if not runs_dir.is_dir() or "/" in run or os.sep in run:
         return None
-    candidates = sorted(p.name for p in runs_dir.iterdir() if p.name.startswith(run) and is_run_dir(p))
-    if len(candidates) > 1:
-        raise _ambiguous(run, candidates, str(runs_dir))
-    return (runs_dir / candidates[0]).resolve() if candidates else None
+    candidates = [p.name for p in runs_dir.iterdir() if p.name.startswith(run) and is_run_dir(p)]
+    found = pick_run_id(run, candidates, str(runs_dir))
+    return (runs_dir / found).resolve() if found is not None else None
 
 
 def _in_store(run: str, store: ArtifactStore) -> Path | None:
     """The run's telemetry downloaded from ``store``, or ``None`` if the store has no such run."""
     keys = store.list_artifacts(f"runs/{run}")
     run_ids = sorted({k.split("/")[1] for k in keys if len(k.split("/")) == 4 and k.split("/")[2] == "telemetry"})
-    if not run_ids:
+    run_id = pick_run_id(run, run_ids, f"store {redact_uri(store.uri)}")
+    if run_id is None:
         return None
-    if run in run_ids:
-        run_ids = [run]
-    if len(run_ids) > 1:
-        raise _ambiguous(run, run_ids, f"store {redact_uri(store.uri)}")
-    run_id = run_ids[0]
     dest = run_cache_dir() / run_id
     dest.mkdir(parents=True, exist_ok=True)
     for key in keys:
@@ -96,7 +81,15 @@ def _default_store() -> ArtifactStore:
     from scalable.manifest import resolve_settings
 
     settings = resolve_settings()
-    return build_artifact_store(settings.default_storage, **settings.storage_options_for(settings.default_storage))
+    uri = settings.default_storage
+    protocol, _ = split_protocol(uri)
+    if protocol in (None, "file", "local"):
+        from scalable.artifacts.resolve import local_path
+
+        root = local_path(uri)
+        if not (root / ".scalable").is_dir():  # looking for a run must not create a store
+            raise StoreNotFoundError(f"no artifact store at {root}")
+    return build_artifact_store(uri, **settings.storage_options_for(uri))
 
 
 def locate_run(

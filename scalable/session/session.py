@@ -19,7 +19,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import scalable
+from scalable._version import __version__
 from scalable.artifacts.base import ArtifactStore, PathLike
 from scalable.artifacts.factory import build_artifact_store
 from scalable.artifacts.ref import ArtifactRef
@@ -97,7 +97,7 @@ class ScalableSession:
                     run_id=self.run_id,
                     target=target.name,
                     user=user_name(),
-                    scalable_version=scalable.__version__,
+                    scalable_version=__version__,
                     git_commit=self._git_commit,
                     git_dirty=self._environment["git_dirty"],
                     python=self._environment["python"],
@@ -325,7 +325,7 @@ class ScalableSession:
             "host": host_name(),
             "user": user_name(),
             "pid": os.getpid(),
-            "scalable_version": scalable.__version__,
+            "scalable_version": __version__,
             "git_commit": self._git_commit,
             "code": self.code_identity(),
         }

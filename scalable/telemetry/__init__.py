@@ -12,25 +12,62 @@ and Dask workers can share a file without losing or tearing a line. Secrets in U
 redacted before anything is written.
 """
 
-from scalable.telemetry.events import (
-    EVENT_TYPES,
-    SCHEMA_VERSION,
-    ArtifactRecorded,
-    ArtifactUsed,
-    CacheEvent,
-    Event,
-    RunFinished,
-    RunStarted,
-    TaskEvent,
-    TaskFailed,
-    TaskFinished,
-    TaskStarted,
-    TaskSubmitted,
-    parse_event,
-)
-from scalable.telemetry.reader import EventLog, SkippedLine, TelemetryWarning, iter_events, read_events
-from scalable.telemetry.redact import redact, redact_text
-from scalable.telemetry.stream import JsonlStream, encode_event
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from scalable._lazy import lazy_namespace
+
+# A function named like its module: bound now, so importing the module cannot shadow it.
+from scalable.telemetry.redact import redact
+
+if TYPE_CHECKING:
+    from scalable.telemetry.events import (
+        EVENT_TYPES,
+        SCHEMA_VERSION,
+        ArtifactRecorded,
+        ArtifactUsed,
+        CacheEvent,
+        Event,
+        RunFinished,
+        RunStarted,
+        TaskEvent,
+        TaskFailed,
+        TaskFinished,
+        TaskStarted,
+        TaskSubmitted,
+        parse_event,
+    )
+    from scalable.telemetry.reader import EventLog, SkippedLine, TelemetryWarning, iter_events, read_events
+    from scalable.telemetry.redact import redact, redact_text
+    from scalable.telemetry.stream import JsonlStream, encode_event
+
+_EXPORTS = {
+    "EVENT_TYPES": "scalable.telemetry.events",
+    "SCHEMA_VERSION": "scalable.telemetry.events",
+    "ArtifactRecorded": "scalable.telemetry.events",
+    "ArtifactUsed": "scalable.telemetry.events",
+    "CacheEvent": "scalable.telemetry.events",
+    "Event": "scalable.telemetry.events",
+    "RunFinished": "scalable.telemetry.events",
+    "RunStarted": "scalable.telemetry.events",
+    "TaskEvent": "scalable.telemetry.events",
+    "TaskFailed": "scalable.telemetry.events",
+    "TaskFinished": "scalable.telemetry.events",
+    "TaskStarted": "scalable.telemetry.events",
+    "TaskSubmitted": "scalable.telemetry.events",
+    "parse_event": "scalable.telemetry.events",
+    "EventLog": "scalable.telemetry.reader",
+    "SkippedLine": "scalable.telemetry.reader",
+    "TelemetryWarning": "scalable.telemetry.reader",
+    "iter_events": "scalable.telemetry.reader",
+    "read_events": "scalable.telemetry.reader",
+    "redact_text": "scalable.telemetry.redact",
+    "JsonlStream": "scalable.telemetry.stream",
+    "encode_event": "scalable.telemetry.stream",
+}
+
+__getattr__, __dir__ = lazy_namespace(__name__, _EXPORTS, globals())
 
 __all__ = [
     "EVENT_TYPES",

@@ -12,10 +12,9 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from scalable.artifacts.uris import redact_uri
+from scalable.artifacts.uris import URI_IN_TEXT, redact_uri
 
 # A URI runs to the first whitespace, quote, angle bracket or backslash (a JSON escape).
-_URI_IN_TEXT = re.compile(r"(?<![A-Za-z0-9+.-])([A-Za-z][A-Za-z0-9+.-]*)://[^\s\"'<>\\]+")
 
 
 def _redact_match(match: re.Match[str]) -> str:
@@ -35,7 +34,7 @@ def redact_text(text: str) -> str:
     """``text`` with every URI in it redacted (fast when there is none)."""
     if "://" not in text:
         return text
-    return _URI_IN_TEXT.sub(_redact_match, text)
+    return URI_IN_TEXT.sub(_redact_match, text)
 
 
 def redact(value: Any) -> Any:
