@@ -415,5 +415,5 @@ def test_mirror_ls_and_prune_commands(env_mirror: Path, tmp_path: Path, capsys: 
     assert code == 0 and json.loads(out)["removed"] == 0  # this process holds both
     Mirror(env_mirror).release(store.info("a.txt").digest)
     code, out = cli("mirror", "prune", "--all")
-    assert code == 0 and "removed 1 entries (10 bytes)" in out
+    assert code == 0 and "removed 1 entry (10 bytes)" in out
     assert [e["key"] for e in json.loads(cli("mirror", "ls", "--json")[1])["entries"]] == ["b.txt"]

@@ -38,6 +38,7 @@ from fsspec.utils import stringify_path
 from scalable.artifacts.base import ArtifactStore
 from scalable.artifacts.digests import TreeEntry
 from scalable.artifacts.ref import ArtifactKind, ArtifactRef
+from scalable.artifacts.uris import encode_key
 from scalable.errors import ArtifactNotFoundError, InvalidKeyError
 
 PROTOCOL = "scalable"
@@ -56,7 +57,7 @@ def artifact_url(ref_or_store: ArtifactRef | str, key: str | None = None) -> str
     """The ``scalable://`` URL of an artifact, from its ref or from a store URI and a key."""
     if isinstance(ref_or_store, ArtifactRef):
         ref = ref_or_store
-        tail = f"/{ref.key}"
+        tail = f"/{encode_key(ref.key)}"  # ref.uri is uri_for(key): the key percent-encoded where it must be
         if not ref.uri.endswith(tail):
             raise ValueError(f"ref.uri {ref.uri!r} does not end with its key {ref.key!r}: its store is unknown")
         store_uri, key = ref.uri[: -len(tail)], ref.key
