@@ -17,6 +17,7 @@ from scalable.cache import CacheInfo, CallInfo, cacheable, configure_cache
 from scalable.catalog import Catalog
 from scalable.errors import (
     AccessDeniedError,
+    AmbiguousVersionError,
     ArtifactChangingError,
     ArtifactKindError,
     ArtifactNotFoundError,
@@ -32,6 +33,7 @@ from scalable.errors import (
     ManifestNotFoundError,
     RunNotFoundError,
     ScalableError,
+    StoreLayoutError,
     StoreUnavailableError,
     UnhashableArgumentError,
     UnsupportedURIError,
@@ -44,6 +46,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AccessDeniedError",
+    "AmbiguousVersionError",
     "ArtifactChangingError",
     "ArtifactKind",
     "ArtifactKindError",
@@ -70,6 +73,7 @@ __all__ = [
     "ScalableError",
     "ScalableSession",
     "Settings",
+    "StoreLayoutError",
     "StoreUnavailableError",
     "UnhashableArgumentError",
     "UnsupportedURIError",

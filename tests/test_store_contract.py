@@ -25,7 +25,8 @@ from scalable import (
     InvalidKeyError,
     KeyConflictError,
 )
-from scalable.artifacts.store import REFS, BaseArtifactStore
+from scalable.artifacts.layout import REFS, VERSIONS, object_path
+from scalable.artifacts.store import BaseArtifactStore
 from tests.conftest import TREE_DIGEST, make_tree
 
 
@@ -51,7 +52,12 @@ def tamper(store: BaseArtifactStore, key: str, member: str | None = None, data: 
     """Overwrite an artifact's stored bytes behind the store's back."""
     record = store._read_record(key)
     assert record is not None
-    target = record.object if member is None else f"{record.object}/{member}"
+    if member is None:
+        target = record.object
+    else:
+        [entry] = [e for e in store.tree(key) if e.path == member]
+        assert entry.digest is not None
+        target = object_path(entry.digest)
     store._write_bytes(data, target)
 
 
@@ -394,7 +400,15 @@ def crash_before_ref(store: BaseArtifactStore, monkeypatch: pytest.MonkeyPatch) 
             raise Crash()
         real_write(data, rel)
 
+    real_create = store._create_exclusive
+
+    def create(data: bytes, rel: str) -> bool:
+        if rel.startswith(VERSIONS + "/"):
+            raise Crash()
+        return real_create(data, rel)
+
     monkeypatch.setattr(store, "_write_bytes", write)
+    monkeypatch.setattr(store, "_create_exclusive", create)
     monkeypatch.setattr(store, "_remove_quietly", lambda *a, **k: None)  # a dead process cleans nothing
 
 
@@ -444,6 +458,7 @@ def test_failed_upload_commits_nothing(
         raise OSError("disk on fire")
 
     monkeypatch.setattr(store, "_write_file", broken)
+    monkeypatch.setattr(store, "_ingest_file", broken)
     with pytest.raises(OSError, match="disk on fire"):
         store.put(src, "k")
     assert not store.exists("k")

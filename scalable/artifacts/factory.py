@@ -46,7 +46,7 @@ BUILTIN_STORES = {
 }
 
 #: Options that configure the store itself rather than its filesystem.
-STORE_OPTIONS = ("max_concurrency", "create", "retry_policy")
+STORE_OPTIONS = ("max_concurrency", "create", "retry_policy", "keep_versions")
 
 _registry: dict[str, StoreFactory] = {}
 _entry_points_loaded = False
