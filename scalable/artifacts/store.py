@@ -49,10 +49,14 @@ from scalable.artifacts.digests import (
 )
 from scalable.artifacts.keys import ancestors, validate_key, validate_prefix
 from scalable.artifacts.layout import (
+    OBJECTS,
     PENDING,
     REFS,
+    SHA256_OBJECTS,
     STORE_FORMAT,
     STORE_JSON,
+    TMP,
+    VERSIONS,
     object_path,
     pack_path,
     ref_path,
@@ -565,6 +569,12 @@ class BaseArtifactStore(ABC):
             return rec.ref
 
         return self._with_current(record, check)
+
+    def migrate(self) -> Any:
+        """Convert a store in the layout before content-addressed objects in place (:mod:`~scalable.artifacts.migrate`)."""
+        from scalable.artifacts.migrate import migrate_store
+
+        return migrate_store(self)
 
     def gc(self, *, grace: float = 3600.0, dry_run: bool = False) -> Any:
         """Remove what no retained version needs, older than ``grace`` seconds; see :mod:`scalable.artifacts.gc`."""
@@ -1121,4 +1131,16 @@ def _install_dir(tmp: Path, dest: Path) -> None:
     os.rename(tmp, dest)
 
 
-__all__ = ["BaseArtifactStore", "Layout", "RefRecord", "Tombstone", "VersionSpec"]
+# Layout names, re-exported for code that imported them from here.
+__all__ = [
+    "OBJECTS",
+    "REFS",
+    "SHA256_OBJECTS",
+    "TMP",
+    "VERSIONS",
+    "BaseArtifactStore",
+    "Layout",
+    "RefRecord",
+    "Tombstone",
+    "VersionSpec",
+]
