@@ -571,7 +571,7 @@ class BaseArtifactStore(ABC):
         return self._with_current(record, check)
 
     def migrate(self) -> Any:
-        """Convert a store in the layout before content-addressed objects in place (:mod:`~scalable.artifacts.migrate`)."""
+        """Convert a store in the old layout (``scalable.ref/1``) in place; see :mod:`scalable.artifacts.migrate`."""
         from scalable.artifacts.migrate import migrate_store
 
         return migrate_store(self)

@@ -62,6 +62,7 @@ def _register_commands() -> None:
         cache_cmds,
         catalog_cmds,
         manifest_cmds,
+        object_cmds,
         report_cmds,
         store_cmds,
     )

@@ -6,6 +6,8 @@ Every command names artifacts the same way:
   ``s3://bucket/prefix``, ``gs://...``, any URI :func:`~scalable.build_artifact_store` takes);
 * ``STORE`` (or ``STORE#``): the whole store, for ``ls`` and ``verify``; ``STORE#PREFIX``
   limits those to keys starting with ``PREFIX``;
+* ``STORE#KEY@N`` / ``STORE#KEY@sha256:<hex prefix>``: version ``N`` of the artifact, or its
+  newest version with that content (``get``, ``info``, ``cat``-like commands);
 * ``#KEY`` (or ``#`` alone): the default store of the manifest (``SCALABLE_DEFAULT_STORAGE``,
   else ``project.default_storage`` of ``scalable.yaml``, else ``./artifacts``).
 
@@ -81,6 +83,22 @@ def parse_artifact_uri(text: str) -> tuple[str, str]:
     return store, key
 
 
+#: ``KEY@N`` or ``KEY@sha256:<hex prefix>`` at the end of a key: a version of the artifact.
+_VERSION_SUFFIX = re.compile(r"@(?:([1-9][0-9]*)|(sha256:[0-9a-fA-F]{1,64}))$")
+
+
+def split_version(key: str) -> tuple[str, int | str | None]:
+    """Split ``KEY@N`` / ``KEY@sha256:<hex prefix>`` into the key and the version (``None`` if none is given).
+
+    A key whose own name ends in ``@<digits>`` is named with an explicit version, ``KEY@N@M``.
+    """
+    match = _VERSION_SUFFIX.search(key)
+    if match is None or match.start() == 0:
+        return key, None
+    number, digest = match.groups()
+    return key[: match.start()], int(number) if number else digest.lower()
+
+
 def _local_root(uri: str, protocol: str | None) -> Path:
     if protocol is None:
         return Path(uri).expanduser().absolute()
@@ -150,4 +168,4 @@ def artifact_not_found(store: BaseArtifactStore, key: str, store_text: str) -> A
     return ArtifactNotFoundError(f"no artifact {key!r} in {store.uri}: list the keys with {listing}")
 
 
-__all__ = ["ACCEPTED_FORMS", "artifact_not_found", "open_store", "parse_artifact_uri"]
+__all__ = ["ACCEPTED_FORMS", "artifact_not_found", "open_store", "parse_artifact_uri", "split_version"]

@@ -20,7 +20,7 @@ from fsspec.callbacks import Callback
 
 from scalable.artifacts.ref import ArtifactKind, ArtifactRef
 from scalable.cli.app import EXIT_FAILURE, EXIT_USAGE, app
-from scalable.cli.locate import artifact_not_found, open_store, parse_artifact_uri
+from scalable.cli.locate import artifact_not_found, open_store, parse_artifact_uri, split_version
 from scalable.cli.output import Output
 from scalable.errors import ArtifactNotFoundError, IntegrityError, UnsupportedURIError
 
@@ -129,6 +129,8 @@ def _print_ref(out: Output, ref: ArtifactRef) -> None:
     exact = f" ({ref.size_bytes} bytes)" if size != f"{ref.size_bytes} bytes" else ""
     out.print(f"size     {size}{exact}", markup=False)
     out.print(f"created  {ref.created_at.isoformat(timespec='seconds')}", markup=False)
+    if ref.version is not None:
+        out.print(f"version  {ref.version}", markup=False)
 
 
 @app.command()
@@ -173,12 +175,13 @@ def get(
     """Copy the artifact URI to DEST, verified against its digest."""
     out = Output(quiet=quiet, json_mode=json_mode)
     store, key = open_store(uri, need_key=True)
+    key, version = split_version(key)
     target = Path(dest).expanduser()
     with _key_must_exist(store, key, uri), _transfer(out, f"get {key}") as callback:
-        if dest.endswith(("/", os.sep)) and store.info(key).kind is not ArtifactKind.DIR:
+        if dest.endswith(("/", os.sep)) and store.info(key, version=version).kind is not ArtifactKind.DIR:
             target.mkdir(parents=True, exist_ok=True)
-        path = store.get(key, target, verify=not no_verify, callback=callback)
-        ref = store.info(key)
+        path = store.get(key, target, verify=not no_verify, callback=callback, version=version)
+        ref = store.info(key, version=version)
     if json_mode:
         out.json({"path": str(path), "verified": not no_verify, "ref": _ref_doc(ref, store)})
         return
@@ -226,8 +229,9 @@ def info(uri: ArtifactArg, json_mode: Json = False) -> None:
     """Show the ref of the artifact URI: kind, digest, size, creation time and metadata."""
     out = Output(json_mode=json_mode)
     store, key = open_store(uri, need_key=True)
+    key, version = split_version(key)
     with _key_must_exist(store, key, uri):
-        ref = store.info(key)
+        ref = store.info(key, version=version)
     if json_mode:
         out.json(_ref_doc(ref, store))
         return
