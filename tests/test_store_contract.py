@@ -735,3 +735,40 @@ def test_reader_keeps_its_version_through_overwrite_delete_and_gc(store: BaseArt
         store.delete("k")
         rest = f.read()
     assert head + rest == data
+
+
+# ---------------------------------------------------------------- the old layout
+
+FIXTURE_V1 = Path(__file__).parent / "fixtures" / "store_v1"
+
+
+def copy_fixture_into(store: BaseArtifactStore) -> None:
+    """Write the files of the store made by the release before content-addressed objects into ``store``."""
+    for path in sorted(FIXTURE_V1.rglob("*")):
+        if path.is_file():
+            store._write_bytes(path.read_bytes(), path.relative_to(FIXTURE_V1).as_posix())
+
+
+def test_an_old_layout_store_is_refused_then_migrated_without_loss(store: BaseArtifactStore, tmp_path: Path) -> None:
+    from scalable import StoreLayoutError
+
+    copy_fixture_into(store)
+    with pytest.raises(StoreLayoutError, match="scalable migrate"):
+        store.info("files/hello.txt")
+    with pytest.raises(StoreLayoutError, match="scalable migrate"):
+        store.put_bytes(b"new", "new")
+    report = store.migrate()
+    assert sorted(report.converted) == ["blob.bin", "dirs/packed", "dirs/unpacked", "files/hello.txt"]
+    assert store.get_bytes("files/hello.txt") == b"hello, world\n"
+    assert store.info("files/hello.txt").metadata == {"n": 1} and store.info("files/hello.txt").version == 1
+    assert store.get_bytes("blob.bin") == b"\x00\x01blob"
+    for key in ("dirs/packed", "dirs/unpacked"):
+        assert store.verify(key).digest == "sha256:2bd82a9bcf2b741218111e630a19bfdf3caf3e6ee0bbc9e012a8c762a667fe84"
+        out = store.get(key, tmp_path / key.replace("/", "-"))
+        assert (out / "a.txt").read_bytes() == b"alpha\n" and (out / "sub" / "b.txt").read_bytes() == b"beta\n"
+        assert (out / "empty").is_dir()
+    assert [p for p in store._list_files(".scalable/objects") if not p.startswith("sha256/")] == []
+    again = store.migrate()  # idempotent: a killed migration is resumed by running it again
+    assert again.converted == [] and len(again.already) == 4
+    assert store.put_bytes(b"new", "files/hello.txt").version == 2
+    assert store.gc(grace=0).objects == []  # the migrated objects are all named by versions

@@ -103,8 +103,9 @@ class LocalArtifactStore(BaseArtifactStore):
             return 0
         removed = 0
         cutoff = time.time() - older_than
+        folder = self._path(TMP)  # a symlinked tmp folder is refused here, before anything is read
         try:
-            entries = list(os.scandir(self.root / TMP))
+            entries = list(os.scandir(folder))
         except OSError:
             return 0
         for entry in entries:

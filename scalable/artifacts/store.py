@@ -142,6 +142,9 @@ class RefRecord:
         try:
             if fmt != RECORD_FORMAT:
                 raise ValueError(f"unknown record format {fmt!r}")
+            extra = set(doc) - {"format", "layout", "ref", "deleted", "key", "version"}
+            if extra:
+                raise ValueError(f"unexpected fields {sorted(extra)}")
             if doc.get("deleted"):
                 if doc.get("key") != key:
                     raise ValueError("the record does not describe this key")
