@@ -425,7 +425,7 @@ class BaseArtifactStore(ABC):
         with self._pending([obj]):
             if self._head(obj) is None:
                 self._write_bytes(data, obj)
-            return self._commit(key, ArtifactKind.BLOB, digest, len(data), meta, Layout.FILE).ref
+            return self._commit(key, ArtifactKind.BLOB, digest, len(data), meta, Layout.FILE, previous).ref
 
     def get(
         self,
@@ -740,11 +740,21 @@ class BaseArtifactStore(ABC):
 
     # ------------------------------------------------------------------ commit
     def _commit(
-        self, key: str, kind: ArtifactKind, digest: str, size: int, meta: dict[str, Any], layout: str
+        self,
+        key: str,
+        kind: ArtifactKind,
+        digest: str,
+        size: int,
+        meta: dict[str, Any],
+        layout: str,
+        previous: RefRecord | bool | None = True,
     ) -> RefRecord:
-        """Create the key's next version record (a number no other writer gets), then publish it as the head."""
-        head = self._read_head(key)
-        start = head.version + 1 if head is not None else None
+        """Create the key's next version record (a number no other writer gets), then publish it as the head.
+
+        ``previous`` is the head the caller read (``None``: there was none), or ``True`` to read it here.
+        """
+        head = self._read_head(key) if previous is True else previous
+        start = head.version + 1 if isinstance(head, RefRecord) else None
         made: dict[int, RefRecord] = {}
 
         def body(n: int) -> bytes:
@@ -862,7 +872,7 @@ class BaseArtifactStore(ABC):
         with self._pending([obj]):
             if self._head(obj) is None:
                 self._write_file(src, obj, size=size, callback=callback, expected=digest)
-            return self._commit(key, kind, digest, size, meta, Layout.FILE)
+            return self._commit(key, kind, digest, size, meta, Layout.FILE, previous)
 
     #: Whether a new file is written and hashed in one read (:meth:`_ingest_file`) instead of hashed first.
     _ingest_in_one_read = False
@@ -999,7 +1009,7 @@ class BaseArtifactStore(ABC):
                     self._upload_objects(todo, callback)
                 if self._head(tree_obj) is None:
                     self._write_bytes(manifest, tree_obj)
-            return self._commit(key, ArtifactKind.DIR, digest, size, meta, layout)
+            return self._commit(key, ArtifactKind.DIR, digest, size, meta, layout, previous)
 
     def _upload_objects(self, todo: list[tuple[SourceFile, str]], callback: Callback) -> None:
         """Upload each source file to the object of its (already computed) digest, verified on the way."""
