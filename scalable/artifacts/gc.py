@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 #: The default grace period: nothing younger than this is removed.
 DEFAULT_GRACE_SECONDS = 3600.0
 #: Deletions between two re-reads of the pending-put markers.
-BATCH = 64
+BATCH = 256
 
 
 @dataclass
