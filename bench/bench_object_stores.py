@@ -46,8 +46,9 @@ from boto3.s3.transfer import TransferConfig
 
 from scalable import ArtifactKind, build_artifact_store
 from scalable.artifacts.digests import digest_bytes
+from scalable.artifacts.layout import REFS, STORE_JSON, object_path, version_path
 from scalable.artifacts.s3 import S3ArtifactStore
-from scalable.artifacts.store import REFS, Layout, RefRecord
+from scalable.artifacts.store import Layout, RefRecord
 from tests.servers.seaweedfs import SeaweedFS
 
 MiB = 1024 * 1024
@@ -299,15 +300,17 @@ def bench_meta(server: SeaweedFS, bucket: str, n_keys: int, n_probe: int, repeat
     store = new_store(server, bucket, "store-meta")
     fs = server.filesystem()
     keys = [f"runs/r{i // 100:03d}/k{i:05d}.json" for i in range(n_keys)]
-    # Commit the artifacts as put_bytes does (an object, then its ref record), but written in
+    # Commit the artifacts as put_bytes does (the object, a version record, the head), but written in
     # concurrent batches: one put_bytes at a time would take minutes on this server.
     began = time.perf_counter()
     files: dict[str, bytes] = {}
+    files[f"{store.root_path}/{STORE_JSON}"] = b'{"format":"scalable.store/2"}'
+    files[f"{store.root_path}/{object_path(digest_bytes(b'{}'))}"] = b"{}"  # one object: every key names it
     for key in keys:
-        obj = store._new_object(key)
-        ref = store._make_ref(key, ArtifactKind.BLOB, digest_bytes(b"{}"), 2, {})
-        files[f"{store.root_path}/{obj}"] = b"{}"
-        files[f"{store.root_path}/{REFS}/{key}"] = RefRecord(ref, obj, Layout.FILE).to_bytes()
+        ref = store._make_ref(key, ArtifactKind.BLOB, digest_bytes(b"{}"), 2, {}).model_copy(update={"version": 1})
+        record = RefRecord(ref, Layout.FILE).to_bytes()
+        files[f"{store.root_path}/{version_path(key, 1)}"] = record
+        files[f"{store.root_path}/{REFS}/{key}"] = record
     store.fs.pipe(files)
     assert store.get_bytes(keys[-1]) == b"{}"
     print(f"\nmeta: {n_keys} artifacts committed in {time.perf_counter() - began:.0f} s")

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from scalable.catalog import Catalog
     from scalable.errors import (
         AccessDeniedError,
+        AmbiguousVersionError,
         ArtifactChangingError,
         ArtifactKindError,
         ArtifactNotFoundError,
@@ -46,6 +47,7 @@ if TYPE_CHECKING:
         MirrorFullError,
         RunNotFoundError,
         ScalableError,
+        StoreLayoutError,
         StoreNotFoundError,
         StoreUnavailableError,
         UnhashableArgumentError,
@@ -90,6 +92,8 @@ _EXPORTS = {
     "MirrorError": "scalable.errors",
     "MirrorFullError": "scalable.errors",
     "VersionNotSupportedError": "scalable.errors",
+    "AmbiguousVersionError": "scalable.errors",
+    "StoreLayoutError": "scalable.errors",
     "ScalableError": "scalable.errors",
     "StoreNotFoundError": "scalable.errors",
     "StoreUnavailableError": "scalable.errors",
@@ -111,6 +115,7 @@ __getattr__, __dir__ = lazy_namespace(__name__, _EXPORTS, globals())
 
 __all__ = [
     "AccessDeniedError",
+    "AmbiguousVersionError",
     "ArtifactChangingError",
     "ArtifactKind",
     "ArtifactKindError",
@@ -142,6 +147,7 @@ __all__ = [
     "ScalableError",
     "ScalableSession",
     "Settings",
+    "StoreLayoutError",
     "StoreNotFoundError",
     "StoreUnavailableError",
     "UnhashableArgumentError",

@@ -36,6 +36,14 @@ class IntegrityError(ScalableError):
     """Stored bytes do not match the digest recorded when the artifact was committed."""
 
 
+class StoreLayoutError(ScalableError):
+    """A store is in a layout this version does not read or write (``scalable migrate STORE`` converts it)."""
+
+
+class AmbiguousVersionError(ScalableError, ValueError):
+    """A digest prefix names more than one version of a key."""
+
+
 class ArtifactChangingError(ScalableError):
     """An artifact was overwritten again and again while it was read, so no whole version could be read."""
 
@@ -166,6 +174,7 @@ class MirrorFullError(MirrorError, OSError):
 
 __all__ = [
     "AccessDeniedError",
+    "AmbiguousVersionError",
     "ArtifactChangingError",
     "ArtifactKindError",
     "ArtifactNotFoundError",
@@ -190,6 +199,7 @@ __all__ = [
     "RunNotFoundError",
     "ScalableError",
     "SessionClosedError",
+    "StoreLayoutError",
     "StoreNotFoundError",
     "StoreUnavailableError",
     "TargetError",

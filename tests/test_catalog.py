@@ -395,6 +395,6 @@ def test_a_rebuild_over_a_damaged_ref_record_names_it(tmp_path: Path, tree: Path
         ("files/f.txt", "file"),
         ("trees/t1", "dir"),
     ]
-    (store.root / ".scalable/refs/files/f.txt").write_text('{"format": "scalable.ref/1", "ref": {}}')
+    (store.root / ".scalable/refs/files/f.txt").write_text('{"format": "scalable.ref/2", "ref": {}}')
     with pytest.raises(IntegrityError, match="'files/f.txt'.*damaged"):
         catalog.rebuild([store])

@@ -80,8 +80,12 @@ def one_error_line(err: str) -> str:
 
 
 def flip_a_byte(store_root: Path, key: str) -> Path:
-    """Damage the stored object of ``key`` under the store's ``.scalable/objects``."""
-    [obj] = [p for p in (store_root / ".scalable" / "objects" / key).rglob("*") if p.is_file()]
+    """Damage the stored object of ``key`` (a file or blob) under the store's ``.scalable/objects``."""
+    from scalable.artifacts.local import LocalArtifactStore
+
+    record = LocalArtifactStore(store_root)._read_record(key)
+    assert record is not None
+    obj = store_root / record.object
     data = bytearray(obj.read_bytes())
     data[0] ^= 0xFF
     obj.write_bytes(bytes(data))
@@ -324,8 +328,9 @@ def test_an_unknown_scheme_or_missing_store_is_a_failure(cli: Cli, work: Path) -
 
 
 def test_a_corrupt_artifact_fails_get_and_verify_naming_the_key(cli: Cli, work: Path) -> None:
-    for key in ("runs/a.txt", "runs/b.txt"):
-        assert cli("put", "a.txt", f"./st#{key}", "-q").code == 0
+    (work / "b.txt").write_bytes(b"bravo\n")  # other bytes: the same bytes would be one shared object
+    for src, key in (("a.txt", "runs/a.txt"), ("b.txt", "runs/b.txt")):
+        assert cli("put", src, f"./st#{key}", "-q").code == 0
     assert cli("put", "d", "./st#runs/d", "-q").code == 0
     r = cli("verify", "./st")
     assert (r.code, r.out) == (0, f"checked 3 artifacts in {(work / 'st').as_uri()}: 3 ok, 0 bad\n")
@@ -359,8 +364,12 @@ def test_a_corrupt_artifact_fails_get_and_verify_naming_the_key(cli: Cli, work: 
 
 def test_verify_reports_missing_bytes(cli: Cli, work: Path) -> None:
     assert cli("put", "d", "./st#runs/d", "-q").code == 0
-    [member] = [p for p in (work / "st" / ".scalable" / "objects" / "runs" / "d").rglob("y.txt")]
-    member.unlink()
+    from scalable.artifacts.layout import object_path
+    from scalable.artifacts.local import LocalArtifactStore
+
+    [entry] = [e for e in LocalArtifactStore(work / "st").tree("runs/d") if e.path.endswith("y.txt")]
+    assert entry.digest is not None
+    (work / "st" / object_path(entry.digest)).unlink()
     r = cli("verify", "./st")
     assert r.code == 1 and r.out.startswith("BAD runs/d: ")
 

@@ -79,8 +79,8 @@ def test_local_store_round_trip_and_failures(tmp_path: Path) -> None:
     no_prompt = scalable("rm", "./st#runs/a.txt", cwd=tmp_path, stdin="y\n")  # a pipe is not a terminal
     assert no_prompt.returncode == 2 and "pass --yes" in one_error_line(no_prompt.stderr)
 
-    [obj] = [p for p in (tmp_path / "st" / ".scalable" / "objects" / "runs" / "a.txt").iterdir()]
-    obj.write_bytes(b"alphA\n")
+    [obj] = [p for p in (tmp_path / "st" / ".scalable" / "objects" / "sha256").rglob("*") if p.is_file()]
+    obj.write_bytes(b"alphA\n")  # the one object: named by the digest of b"alpha\n"
     verify = scalable("verify", "./st", cwd=tmp_path)
     assert verify.returncode == 1
     assert verify.stdout.startswith("BAD runs/a.txt: ") and "0 ok, 1 bad" in verify.stdout
@@ -110,34 +110,36 @@ def aws_env(server: SeaweedFS, **extra: str) -> dict[str, str]:
     )
 
 
-def object_path(server: SeaweedFS, prefix: str, key: str) -> str:
-    fs = server.filesystem()
-    root = prefix.removeprefix("s3://")
-    [path] = [p for p in fs.find(f"{root}/.scalable/objects/{key}")]
-    return str(path)
+def object_path(server: SeaweedFS, prefix: str, digest: str) -> str:
+    """Where the object of ``digest`` is in the store at ``prefix``."""
+    from scalable.artifacts.layout import object_path as rel_path
+
+    return f"{prefix.removeprefix('s3://')}/{rel_path(digest)}"
 
 
 def test_s3_through_the_aws_environment_variables(s3_server: SeaweedFS, s3_prefix: str, tmp_path: Path) -> None:
     env = aws_env(s3_server)
     (tmp_path / "a.csv").write_text("x,y\n1,2\n")
+    (tmp_path / "other.csv").write_text("x,y\n3,4\n")  # other bytes: the same bytes would share one object
 
     put = scalable("put", "a.csv", f"{s3_prefix}#runs/a.csv", cwd=tmp_path, env=env)
     assert put.returncode == 0, put.stderr
     assert f"uri      {s3_prefix}/runs/a.csv" in put.stdout
-    assert scalable("put", "a.csv", f"{s3_prefix}#runs/b.csv", "-q", cwd=tmp_path, env=env).returncode == 0
+    assert scalable("put", "other.csv", f"{s3_prefix}#runs/b.csv", "-q", cwd=tmp_path, env=env).returncode == 0
 
     listing = scalable("ls", f"{s3_prefix}#runs/", "--long", cwd=tmp_path, env=env)
     rows = [line.split() for line in listing.stdout.splitlines()]
     assert [r[:4] for r in rows] == [["runs/a.csv", "file", "8", "bytes"], ["runs/b.csv", "file", "8", "bytes"]]
 
     got = scalable("get", f"{s3_prefix}#runs/b.csv", "b.csv", cwd=tmp_path, env=env)
-    assert got.returncode == 0 and (tmp_path / "b.csv").read_text() == "x,y\n1,2\n"
+    assert got.returncode == 0 and (tmp_path / "b.csv").read_text() == "x,y\n3,4\n"
 
     missing = scalable("get", f"{s3_prefix}#runs/nope", "x", cwd=tmp_path, env=env)
     assert missing.returncode == 1 and "no artifact 'runs/nope'" in one_error_line(missing.stderr)
 
     fs = s3_server.filesystem()
-    fs.pipe_file(object_path(s3_server, s3_prefix, "runs/a.csv"), b"x,y\n1,3\n")  # same size, one byte off
+    digest = json.loads(scalable("info", f"{s3_prefix}#runs/a.csv", "--json", cwd=tmp_path, env=env).stdout)["digest"]
+    fs.pipe_file(object_path(s3_server, s3_prefix, digest), b"x,y\n1,3\n")  # same size, one byte off
     bad = scalable("verify", s3_prefix, "--json", cwd=tmp_path, env=env)
     report = json.loads(bad.stdout)
     assert bad.returncode == 1 and report["ok"] == ["runs/b.csv"]

@@ -14,7 +14,7 @@ import pytest
 from scalable import ArtifactKindError, IntegrityError, LocalArtifactStore, build_artifact_store
 from scalable.artifacts import digests
 from scalable.artifacts.digests import DigestCache
-from scalable.artifacts.store import TMP
+from scalable.artifacts.layout import TMP
 
 
 @pytest.fixture
@@ -188,7 +188,7 @@ def test_temporary_files_of_killed_writers_are_swept_and_live_ones_kept(tmp_path
     Found by the crash suite: each killed local put left up to its whole size in .scalable/tmp forever.
     """
     root = tmp_path / "store"
-    LocalArtifactStore(root)
+    LocalArtifactStore(root).put_bytes(b"x", "first")  # a store's folders appear at its first write
     tmp = root / TMP
     old = time.time() - 3600
     left = tmp / "left-by-a-killed-put"

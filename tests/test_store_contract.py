@@ -16,6 +16,7 @@ import pytest
 from fsspec.callbacks import Callback
 
 from scalable import (
+    AmbiguousVersionError,
     ArtifactKind,
     ArtifactKindError,
     ArtifactNotFoundError,
@@ -26,7 +27,8 @@ from scalable import (
     InvalidKeyError,
     KeyConflictError,
 )
-from scalable.artifacts.store import REFS, BaseArtifactStore
+from scalable.artifacts.layout import REFS, SHA256_OBJECTS, STORE_JSON, VERSIONS, object_path
+from scalable.artifacts.store import BaseArtifactStore
 from tests.conftest import TREE_DIGEST, make_tree
 
 
@@ -52,7 +54,12 @@ def tamper(store: BaseArtifactStore, key: str, member: str | None = None, data: 
     """Overwrite an artifact's stored bytes behind the store's back."""
     record = store._read_record(key)
     assert record is not None
-    target = record.object if member is None else f"{record.object}/{member}"
+    if member is None:
+        target = record.object
+    else:
+        [entry] = [e for e in store.tree(key) if e.path == member]
+        assert entry.digest is not None
+        target = object_path(entry.digest)
     store._write_bytes(data, target)
 
 
@@ -450,7 +457,15 @@ def crash_before_ref(store: BaseArtifactStore, monkeypatch: pytest.MonkeyPatch) 
             raise Crash()
         real_write(data, rel)
 
+    real_create = store._create_exclusive
+
+    def create(data: bytes, rel: str) -> bool:
+        if rel.startswith(VERSIONS + "/"):
+            raise Crash()
+        return real_create(data, rel)
+
     monkeypatch.setattr(store, "_write_bytes", write)
+    monkeypatch.setattr(store, "_create_exclusive", create)
     monkeypatch.setattr(store, "_remove_quietly", lambda *a, **k: None)  # a dead process cleans nothing
 
 
@@ -500,6 +515,7 @@ def test_failed_upload_commits_nothing(
         raise OSError("disk on fire")
 
     monkeypatch.setattr(store, "_write_file", broken)
+    monkeypatch.setattr(store, "_ingest_file", broken)
     with pytest.raises(OSError, match="disk on fire"):
         store.put(src, "k")
     assert not store.exists("k")
@@ -547,3 +563,268 @@ def test_make_tree_digest_is_pinned(tmp_path: Path) -> None:
     from scalable.artifacts.digests import DigestCache
 
     assert DigestCache().path_digest(make_tree(tmp_path / "t")) == TREE_DIGEST
+
+
+# ---------------------------------------------------------------- objects by digest, dedup
+
+
+def stored_objects(store: BaseArtifactStore) -> dict[str, int]:
+    """Every digest-named object the store holds, with its size."""
+    return {name: st.size for name, st in store._list_stats(SHA256_OBJECTS).items()}
+
+
+def test_conditional_create_writes_once(store: BaseArtifactStore) -> None:
+    assert store._create_exclusive(b"first", ".scalable/test/x") is True
+    assert store._create_exclusive(b"second", ".scalable/test/x") is False
+    assert store._read_bytes(".scalable/test/x") == b"first"
+
+
+def test_objects_are_named_by_their_digest(store: BaseArtifactStore, tree: Path) -> None:
+    ref = store.put_bytes(b"hello", "k")
+    assert store._read_bytes(object_path(ref.digest)) == b"hello"
+    dref = store.put(tree, "d")
+    for entry in store.tree("d"):
+        if entry.type == "file":
+            assert entry.digest is not None
+            assert sha256(store._read_bytes(object_path(entry.digest))) == entry.digest
+    assert sha256(store._read_bytes(object_path(dref.digest))) == dref.digest  # the tree manifest
+    assert store._read_bytes(STORE_JSON).startswith(b"{") and b"scalable.store/2" in store._read_bytes(STORE_JSON)
+
+
+def test_same_content_is_stored_once_across_keys_and_versions(store: BaseArtifactStore, tmp_path: Path) -> None:
+    a, b = tmp_path / "a.bin", tmp_path / "b.bin"
+    a.write_bytes(os.urandom(300_000))
+    b.write_bytes(os.urandom(200_000))
+    first = CountingCallback()
+    store.put(a, "one", callback=first)
+    assert first.moved == 300_000
+    for key in ("two", "three/deep"):
+        moved = CountingCallback()
+        store.put(a, key, callback=moved)
+        assert moved.moved == 0  # one existence check, no upload
+    store.put(b, "one")
+    again = CountingCallback()
+    store.put(a, "one", callback=again)  # back to the first content: a new version, no bytes
+    assert again.moved == 0
+    assert sorted(stored_objects(store).values()) == [200_000, 300_000]
+    assert [r.version for r in store.versions("one")] == [1, 2, 3]
+    assert store.get_bytes("three/deep") == a.read_bytes()
+
+
+def test_metadata_only_change_copies_nothing(store: BaseArtifactStore, tmp_path: Path) -> None:
+    src = tmp_path / "f.bin"
+    src.write_bytes(os.urandom(100_000))
+    v1 = store.put(src, "k", metadata={"run": 1})
+    before = stored_objects(store)
+    moved = CountingCallback()
+    v2 = store.put(src, "k", metadata={"run": 2}, callback=moved)
+    assert moved.moved == 0 and stored_objects(store) == before
+    assert (v1.version, v2.version) == (1, 2) and v2.digest == v1.digest
+    assert store.info("k").metadata == {"run": 2}
+    assert store.info("k", version=1).metadata == {"run": 1}
+    same = store.put(src, "k", metadata={"run": 2})  # nothing changed: no new version
+    assert same == v2
+
+
+@pytest.mark.parametrize("pack", [False, True], ids=["unpacked", "packed"])
+def test_directory_reput_uploads_only_changed_members(store: BaseArtifactStore, tree: Path, pack: bool) -> None:
+    store.put(tree, "d1", pack=pack)
+    copy = CountingCallback()
+    store.put(tree, "d2", pack=pack, callback=copy)
+    assert copy.moved == 0
+    (tree / "a.txt").write_bytes(b"changed!")
+    changed = CountingCallback()
+    ref = store.put(tree, "d1", pack=pack, callback=changed)
+    if pack:
+        assert changed.moved == ref.size_bytes  # a pack is one object: written whole once per tree
+    else:
+        assert changed.moved == len(b"changed!")
+    assert store.info("d1").version == 2
+
+
+# ---------------------------------------------------------------- versions
+
+
+def test_history_and_reads_of_old_versions(store: BaseArtifactStore, tree: Path, tmp_path: Path) -> None:
+    refs = [store.put_bytes(f"content {i}".encode(), "k", metadata={"i": i}) for i in range(3)]
+    assert [r.version for r in refs] == [1, 2, 3]
+    history = store.versions("k")
+    assert [r.version for r in history] == [1, 2, 3]
+    assert [r.digest for r in history] == [r.digest for r in refs]
+    assert store.info("k") == refs[-1]
+    assert store.get_bytes("k", version=1) == b"content 0"
+    assert store.info("k", version=2).metadata == {"i": 1}
+    with store.open("k", version=2) as f:
+        assert f.read() == b"content 1"
+    store.get("k", tmp_path / "v1.bin", version=1)
+    assert (tmp_path / "v1.bin").read_bytes() == b"content 0"
+    prefix = refs[0].digest[: len("sha256:") + 8]
+    assert store.get_bytes("k", version=prefix) == b"content 0"
+    assert store.verify("k", version=1) == refs[0]
+    store.save("v.json", {"a": 1})
+    store.save("v.json", {"a": 2})
+    assert store.load("v.json", version=1) == {"a": 1}
+
+
+def test_unknown_versions_name_the_versions_that_exist(store: BaseArtifactStore) -> None:
+    store.put_bytes(b"a", "k")
+    store.put_bytes(b"b", "k")
+    with pytest.raises(ArtifactNotFoundError, match=r"no version 7.*versions are: 1 \(sha256:.*\), 2"):
+        store.get_bytes("k", version=7)
+    with pytest.raises(ArtifactNotFoundError, match="no a version with digest sha256:ffffffffff"):
+        store.info("k", version="sha256:ffffffffff")
+    with pytest.raises(ArtifactNotFoundError, match="no artifact at key 'nope'"):
+        store.versions("nope")
+
+
+def test_ambiguous_digest_prefix_lists_candidates(store: BaseArtifactStore) -> None:
+    for i in range(40):  # 40 contents: two share a first hex digit for sure
+        store.put_bytes(f"c{i}".encode(), "k")
+    digests = [r.digest for r in store.versions("k")]
+    first = [d[len("sha256:")] for d in digests]
+    shared = next(c for c in first if first.count(c) > 1)
+    with pytest.raises(AmbiguousVersionError, match="matches .* contents of 'k'"):
+        store.info("k", version=f"sha256:{shared}")
+
+
+def test_restore_makes_a_new_version_without_copying(store: BaseArtifactStore) -> None:
+    store.put_bytes(b"old", "k")
+    store.put_bytes(b"new", "k")
+    before = stored_objects(store)
+    ref = store.restore("k", version=1)
+    assert ref.version == 3 and store.get_bytes("k") == b"old"
+    assert stored_objects(store) == before
+    assert [r.version for r in store.versions("k")] == [1, 2, 3]
+
+
+def test_delete_hides_history_and_numbers_keep_growing(store: BaseArtifactStore) -> None:
+    store.put_bytes(b"a", "k")
+    store.put_bytes(b"b", "k")
+    store.delete("k")
+    assert not store.exists("k") and store.list_artifacts() == []
+    with pytest.raises(ArtifactNotFoundError):
+        store.versions("k")
+    with pytest.raises(ArtifactNotFoundError):
+        store.get_bytes("k", version=1)
+    ref = store.put_bytes(b"c", "k")
+    assert ref.version == 4  # 3 was the delete's tombstone
+    assert [r.version for r in store.versions("k")] == [4]
+
+
+def test_keep_versions_limits_history(store_factory, backend: str, tmp_path: Path) -> None:
+    store = store_factory()
+    store.keep_versions = 2
+    for i in range(5):
+        store.put_bytes(f"v{i}".encode(), "k")
+    assert [r.version for r in store.versions("k")] == [4, 5]
+    assert store.get_bytes("k") == b"v4"
+    with pytest.raises(ArtifactNotFoundError, match="versions are: 4"):
+        store.get_bytes("k", version=1)
+
+
+def test_concurrent_commits_of_one_key_all_get_unique_versions(store: BaseArtifactStore) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    def commit(i: int) -> int:
+        ref = store.put_bytes(f"writer {i}".encode(), "shared")
+        assert ref.version is not None
+        return ref.version
+
+    with ThreadPoolExecutor(8) as pool:
+        numbers = list(pool.map(commit, range(16)))
+    assert sorted(numbers) == list(range(1, 17))
+    history = store.versions("shared")
+    assert [r.version for r in history] == list(range(1, 17))
+    assert {store.get_bytes("shared", version=r.version) for r in history} == {
+        f"writer {i}".encode() for i in range(16)
+    }
+    assert store.info("shared").version == 16  # the head names the newest
+
+
+# ---------------------------------------------------------------- gc
+
+
+def test_gc_removes_only_what_no_version_needs(store: BaseArtifactStore, tree: Path, tmp_path: Path) -> None:
+    store.put_bytes(b"kept", "a")
+    store.put_bytes(b"history", "b")
+    store.put_bytes(b"latest", "b")
+    store.put(tree, "d")
+    store.put(tree, "p", pack=True)
+    store.put_bytes(b"deleted", "gone")
+    store.delete("gone")
+    orphan = sha256(b"orphan of a killed put")
+    store._write_bytes(b"orphan of a killed put", object_path(orphan))
+    before = stored_objects(store)
+
+    report = store.gc(grace=3600)  # everything is young: nothing goes
+    assert report.objects == [] and stored_objects(store) == before
+
+    dry = store.gc(grace=0, dry_run=True)
+    assert sorted(dry.objects) == sorted([object_path(orphan), object_path(sha256(b"deleted"))])
+    assert stored_objects(store) == before
+
+    done = store.gc(grace=0)
+    assert sorted(done.objects) == sorted(dry.objects)
+    assert done.object_bytes == len(b"orphan of a killed put") + len(b"deleted")
+    assert store.get_bytes("b", version=1) == b"history"
+    store.get("d", tmp_path / "d")
+    assert listing(tmp_path / "d") == listing(tree)
+    for key in ("a", "b", "d", "p"):
+        store.verify(key)
+    assert store.gc(grace=0).objects == []
+
+
+def test_gc_keeps_objects_named_by_a_pending_put(store: BaseArtifactStore) -> None:
+    rel = object_path(sha256(b"in flight"))
+    store._write_bytes(b"in flight", rel)
+    with store._pending([rel]):
+        assert store.gc(grace=60).objects == []  # a fresh marker protects what the put relies on
+        assert store._head(rel) is not None
+
+
+def test_reader_keeps_its_version_through_overwrite_delete_and_gc(store: BaseArtifactStore) -> None:
+    data = os.urandom(3 * 1024 * 1024)
+    store.put_bytes(data, "k")
+    with store.open("k") as f:
+        head = f.read(1000)
+        store.put_bytes(b"other", "k")
+        store.delete("k")
+        rest = f.read()
+    assert head + rest == data
+
+
+# ---------------------------------------------------------------- the old layout
+
+FIXTURE_V1 = Path(__file__).parent / "fixtures" / "store_v1"
+
+
+def copy_fixture_into(store: BaseArtifactStore) -> None:
+    """Write the files of the store made by the release before content-addressed objects into ``store``."""
+    for path in sorted(FIXTURE_V1.rglob("*")):
+        if path.is_file():
+            store._write_bytes(path.read_bytes(), path.relative_to(FIXTURE_V1).as_posix())
+
+
+def test_an_old_layout_store_is_refused_then_migrated_without_loss(store: BaseArtifactStore, tmp_path: Path) -> None:
+    from scalable import StoreLayoutError
+
+    copy_fixture_into(store)
+    with pytest.raises(StoreLayoutError, match="scalable migrate"):
+        store.info("files/hello.txt")
+    with pytest.raises(StoreLayoutError, match="scalable migrate"):
+        store.put_bytes(b"new", "new")
+    report = store.migrate()
+    assert sorted(report.converted) == ["blob.bin", "dirs/packed", "dirs/unpacked", "files/hello.txt"]
+    assert store.get_bytes("files/hello.txt") == b"hello, world\n"
+    assert store.info("files/hello.txt").metadata == {"n": 1} and store.info("files/hello.txt").version == 1
+    assert store.get_bytes("blob.bin") == b"\x00\x01blob"
+    for key in ("dirs/packed", "dirs/unpacked"):
+        assert store.verify(key).digest == "sha256:2bd82a9bcf2b741218111e630a19bfdf3caf3e6ee0bbc9e012a8c762a667fe84"
+        out = store.get(key, tmp_path / key.replace("/", "-"))
+        assert (out / "a.txt").read_bytes() == b"alpha\n" and (out / "sub" / "b.txt").read_bytes() == b"beta\n"
+        assert (out / "empty").is_dir()
+    assert [p for p in store._list_files(".scalable/objects") if not p.startswith("sha256/")] == []
+    again = store.migrate()  # idempotent: a killed migration is resumed by running it again
+    assert again.converted == [] and len(again.already) == 4
+    assert store.put_bytes(b"new", "files/hello.txt").version == 2
+    assert store.gc(grace=0).objects == []  # the migrated objects are all named by versions

@@ -47,7 +47,7 @@ BUILTIN_STORES = {
 }
 
 #: Options that configure the store itself rather than its filesystem.
-STORE_OPTIONS = ("max_concurrency", "create", "retry_policy")
+STORE_OPTIONS = ("max_concurrency", "create", "retry_policy", "keep_versions")
 
 # scalable:// (ref.url) opens with fsspec in any process that builds a store, entry point or not.
 fsspec_view.register()

@@ -17,9 +17,11 @@ creates and invalidates it after its own writes, so a listing never misses a com
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
 
@@ -28,8 +30,10 @@ from fsspec.callbacks import Callback
 from fsspec.spec import AbstractBufferedFile, AbstractFileSystem
 
 from scalable.artifacts.digests import DigestCache
+from scalable.artifacts.layout import TMP
+from scalable.artifacts.primitives import ObjectStat
 from scalable.artifacts.retry import DEFAULT_POLICY, RetryPolicy, http_status, is_transient, retry_call
-from scalable.artifacts.store import TMP, BaseArtifactStore
+from scalable.artifacts.store import BaseArtifactStore
 from scalable.artifacts.uris import redact_uri, split_protocol
 from scalable.errors import (
     AccessDeniedError,
@@ -120,6 +124,7 @@ class FsspecArtifactStore(BaseArtifactStore):
         digest_cache: DigestCache | None = None,
         create: bool = False,
         retry_policy: RetryPolicy = DEFAULT_POLICY,
+        keep_versions: int | None = None,
     ) -> None:
         protocol, rest = split_protocol(uri)
         self.protocol = protocol or "file"
@@ -148,7 +153,9 @@ class FsspecArtifactStore(BaseArtifactStore):
         self._root_checked = not self._direct_writes  # only object stores have buckets to check
         #: Extra keyword arguments of ``cat_file``/``cat`` (a subclass may ask for one request per read).
         self._read_options: dict[str, Any] = {}
-        super().__init__(redact_uri(uri), max_concurrency=max_concurrency, digest_cache=digest_cache)
+        super().__init__(
+            redact_uri(uri), max_concurrency=max_concurrency, digest_cache=digest_cache, keep_versions=keep_versions
+        )
 
     # ------------------------------------------------------------------ errors
     @property
@@ -262,13 +269,15 @@ class FsspecArtifactStore(BaseArtifactStore):
             self.fs.mv(target, full)
         self._invalidate(full)
 
-    def _write_file(self, src: Path, rel: str, *, size: int, callback: Callback) -> tuple[str, int]:
+    def _write_file(
+        self, src: Path, rel: str, *, size: int, callback: Callback, expected: str | None = None
+    ) -> tuple[str, int]:
         # The source is local and can be read again: a transient failure retries the whole upload,
         # and takes back the progress the failed attempt reported so the total stays the file's size.
         def attempt() -> tuple[str, int]:
             progress = _AttemptProgress(callback)
             try:
-                return BaseArtifactStore._write_file(self, src, rel, size=size, callback=progress)
+                return BaseArtifactStore._write_file(self, src, rel, size=size, callback=progress, expected=expected)
             except BaseException:
                 progress.take_back()
                 raise
@@ -279,6 +288,73 @@ class FsspecArtifactStore(BaseArtifactStore):
         full = self._full(rel)
         self._call("write", lambda: self.fs.pipe_file(full, data))  # one request: whole or nothing
         self._invalidate(full)
+
+    #: Conditional puts of the services (``pipe_file(mode="create")``): S3 ``If-None-Match: *``,
+    #: GCS ``ifGenerationMatch=0``, Azure ``overwrite=False``. Other filesystems check, then write.
+    _CONDITIONAL_PUT = frozenset({"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss"})
+    _check_then_write = threading.Lock()
+
+    def _create_exclusive(self, data: bytes, rel: str) -> bool:
+        full = self._full(rel)
+        if self.protocol not in self._CONDITIONAL_PUT:
+            with self._check_then_write:
+                if self._exists(rel):
+                    return False
+                self._write_bytes(data, rel)
+                return True
+
+        def put() -> bool:
+            try:
+                self.fs.pipe_file(full, data, mode="create")
+            except (FileExistsError, FileNotFoundError) as exc:
+                if isinstance(exc, FileNotFoundError) and http_status(exc) not in (409, 412):
+                    raise
+                return False
+            except Exception as exc:
+                if http_status(exc) in (409, 412) or "PreconditionFailed" in type(exc).__name__ + str(exc)[:200]:
+                    return False
+                raise
+            return True
+
+        try:
+            return self._call("create", put)
+        finally:
+            self._invalidate(full)
+
+    def _read_range(self, rel: str, start: int, n: int) -> bytes:
+        full = self._full(rel)
+        return self._call("read", lambda: self.fs.cat_file(full, start=start, end=start + n))  # type: ignore[no-any-return]
+
+    def _head(self, rel: str) -> ObjectStat | None:
+        full = self._full(rel)
+        self._invalidate(full)
+        try:
+            info = self._call("look up", lambda: self.fs.info(full))
+        except FileNotFoundError:
+            return None
+        if info.get("type") != "file":
+            return None
+        return ObjectStat(int(info.get("size") or 0), _mtime_of(info))
+
+    def _list_stats(self, rel_dir: str) -> dict[str, ObjectStat]:
+        base = self._full(rel_dir)
+        self.fs.invalidate_cache(base)
+        try:
+            found = self._call("list", lambda: self.fs.find(base, detail=True))
+        except FileNotFoundError:
+            return {}
+        cut = len(base) + 1
+        out: dict[str, ObjectStat] = {}
+        for path, info in found.items():
+            p = self.fs._strip_protocol(path)
+            if p.startswith(base + "/") and info.get("type", "file") == "file":
+                out[p[cut:]] = ObjectStat(int(info.get("size") or 0), _mtime_of(info))
+        return out
+
+    def _copy_within(self, src: str, dst: str) -> None:
+        s, d = self._full(src), self._full(dst)
+        self._call("copy", lambda: self.fs.copy(s, d))
+        self._invalidate(d)
 
     def _open_read(self, rel: str) -> BinaryIO:
         full = self._full(rel)
@@ -330,6 +406,24 @@ class FsspecArtifactStore(BaseArtifactStore):
         cut = len(base) + 1
         stripped = (self.fs._strip_protocol(p) for p in found)
         return [p[cut:] for p in stripped if p.startswith(base + "/")]
+
+
+def _mtime_of(info: dict[str, Any]) -> datetime:
+    """The last-modified time in an fsspec ``info`` dict (the keys differ by driver), as aware UTC."""
+    for name in ("LastModified", "last_modified", "mtime", "updated", "created", "creation_time"):
+        value = info.get(name)
+        if value is None:
+            continue
+        if isinstance(value, datetime):
+            return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+        if isinstance(value, (int, float)):
+            return datetime.fromtimestamp(float(value), timezone.utc)
+        try:
+            parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+        except ValueError:
+            continue
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    return datetime.now(timezone.utc)  # unknown: counts as new, so gc keeps it
 
 
 __all__ = ["ATOMIC_UPLOAD_PROTOCOLS", "FsspecArtifactStore"]

@@ -12,17 +12,23 @@ from __future__ import annotations
 
 import os
 import shutil
+import stat
 import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import BinaryIO
 
+from fsspec.callbacks import Callback
+
 from scalable.artifacts.base import PathLike
 from scalable.artifacts.digests import DigestCache
-from scalable.artifacts.store import OBJECTS, REFS, TMP, BaseArtifactStore
-from scalable.artifacts.transfer import LocalFileWriter
+from scalable.artifacts.layout import OBJECTS, PENDING, REFS, SHA256_OBJECTS, TMP, VERSIONS, object_path
+from scalable.artifacts.primitives import ObjectStat
+from scalable.artifacts.store import BaseArtifactStore
+from scalable.artifacts.transfer import LocalFileWriter, copy_hashing
 from scalable.errors import StoreNotFoundError, StoreUnavailableError
 
 try:
@@ -51,7 +57,8 @@ class LocalArtifactStore(BaseArtifactStore):
     """Artifacts under a local directory; ``root`` may be relative or start with ``~``.
 
     ``durable=False`` skips the fsyncs (faster on scratch space, not crash-safe against
-    power loss; still atomic against a killed process).
+    power loss; still atomic against a killed process). Opening a store creates nothing:
+    its folders appear at the first write.
     """
 
     default_max_concurrency = 4
@@ -63,20 +70,28 @@ class LocalArtifactStore(BaseArtifactStore):
         durable: bool = True,
         max_concurrency: int | None = None,
         digest_cache: DigestCache | None = None,
+        keep_versions: int | None = None,
     ) -> None:
         self.root = Path(os.path.expanduser(os.fspath(root))).resolve()
         self._root_prefix = str(self.root).rstrip(os.sep) + os.sep
         if self.root.exists() and not self.root.is_dir():
             raise StoreUnavailableError(f"store root {self.root} exists and is not a directory: choose another path")
+        self.durable = durable
+        super().__init__(
+            self.root.as_uri(), max_concurrency=max_concurrency, digest_cache=digest_cache, keep_versions=keep_versions
+        )
+        self.sweep_tmp()
+
+    def _tmp_file(self) -> Path:
+        """A fresh temporary path in ``.scalable/tmp`` (created at the first write)."""
+        folder = self.root / TMP
         try:
-            self._path(TMP).mkdir(parents=True, exist_ok=True)
+            folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise StoreUnavailableError(
                 f"cannot create the store at {self.root}: {exc.strerror}; choose a writable directory"
             ) from exc
-        self.durable = durable
-        super().__init__(self.root.as_uri(), max_concurrency=max_concurrency, digest_cache=digest_cache)
-        self.sweep_tmp()
+        return folder / uuid.uuid4().hex
 
     def sweep_tmp(self, older_than: float = STALE_TMP_SECONDS) -> int:
         """Remove temporary files left by killed writers; return how many were removed.
@@ -88,8 +103,9 @@ class LocalArtifactStore(BaseArtifactStore):
             return 0
         removed = 0
         cutoff = time.time() - older_than
+        folder = self._path(TMP)  # a symlinked tmp folder is refused here, before anything is read
         try:
-            entries = list(os.scandir(self.root / TMP))
+            entries = list(os.scandir(folder))
         except OSError:
             return 0
         for entry in entries:
@@ -131,7 +147,7 @@ class LocalArtifactStore(BaseArtifactStore):
     @contextmanager
     def _open_write(self, rel: str) -> Iterator[LocalFileWriter]:
         target = self._path(rel)
-        tmp = self.root / TMP / uuid.uuid4().hex
+        tmp = self._tmp_file()
         f = open(tmp, "wb", buffering=0)  # noqa: SIM115 - closed in the finally below, after the rename
         if fcntl is not None:  # held until close: tells sweep_tmp this file is in use
             fcntl.flock(f.fileno(), fcntl.LOCK_EX)
@@ -175,7 +191,7 @@ class LocalArtifactStore(BaseArtifactStore):
 
     def _prune(self, folder: Path) -> None:
         """Remove folders emptied by a delete, up to the refs or objects root."""
-        stops = {self.root / REFS, self.root / OBJECTS, self.root}
+        stops = {self.root / d for d in (REFS, OBJECTS, SHA256_OBJECTS, VERSIONS, PENDING, TMP)} | {self.root}
         while folder not in stops and self.root in folder.parents:
             try:
                 folder.rmdir()
@@ -191,6 +207,88 @@ class LocalArtifactStore(BaseArtifactStore):
             prefix = "" if rel == "." else rel.replace(os.sep, "/") + "/"
             found.extend(prefix + name for name in filenames)
         return found
+
+    def _create_exclusive(self, data: bytes, rel: str) -> bool:
+        # A whole temporary file linked to its name: link fails if the name exists, atomically.
+        tmp = self._tmp_file()
+        try:
+            with open(tmp, "wb", buffering=0) as f:
+                f.write(data)
+                if self.durable:
+                    os.fsync(f.fileno())
+            target = self._path(rel)
+            for _ in range(3):  # a concurrent delete may prune the parent between mkdir and link
+                target.parent.mkdir(parents=True, exist_ok=True)
+                try:
+                    os.link(tmp, target)
+                    break
+                except FileExistsError:
+                    return False
+                except FileNotFoundError:
+                    continue
+            else:
+                os.link(tmp, target)
+            if self.durable:
+                _fsync_dir(target.parent)
+            return True
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    _ingest_in_one_read = True
+
+    def _ingest_file(self, src: Path, st: os.stat_result, callback: Callback) -> tuple[str, int]:
+        # Write and hash in one read into a temporary file, then give it its digest name (if absent).
+        tmp = self._tmp_file()
+        with open(src, "rb", buffering=0) as fin, open(tmp, "wb", buffering=0) as out:
+            if fcntl is not None:
+                fcntl.flock(out.fileno(), fcntl.LOCK_EX)
+            try:
+                digest, size = copy_hashing(fin, LocalFileWriter(out).write, size_hint=st.st_size, callback=callback)
+                if self.durable:
+                    os.fsync(out.fileno())
+                target = self._path(object_path(digest))
+                target.parent.mkdir(parents=True, exist_ok=True)
+                try:
+                    os.link(tmp, target)
+                except FileExistsError:
+                    os.utime(target)  # the content is there: refresh its time for gc's grace period
+                if self.durable:
+                    _fsync_dir(target.parent)
+            finally:
+                tmp.unlink(missing_ok=True)
+        return digest, size
+
+    def _read_range(self, rel: str, start: int, n: int) -> bytes:
+        with open(self._path(rel), "rb") as f:
+            f.seek(start)
+            return f.read(n)
+
+    def _head(self, rel: str) -> ObjectStat | None:
+        try:
+            st = os.stat(self._path(rel))
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        if not stat.S_ISREG(st.st_mode):
+            return None
+        return ObjectStat(st.st_size, datetime.fromtimestamp(st.st_mtime, timezone.utc))
+
+    def _list_stats(self, rel_dir: str) -> dict[str, ObjectStat]:
+        base = self._path(rel_dir)
+        found: dict[str, ObjectStat] = {}
+        for dirpath, _dirnames, filenames in os.walk(base):
+            rel = os.path.relpath(dirpath, base)
+            prefix = "" if rel == "." else rel.replace(os.sep, "/") + "/"
+            for name in filenames:
+                try:
+                    st = os.stat(os.path.join(dirpath, name))
+                except FileNotFoundError:
+                    continue
+                found[prefix + name] = ObjectStat(st.st_size, datetime.fromtimestamp(st.st_mtime, timezone.utc))
+        return found
+
+    def _copy_within(self, src: str, dst: str) -> None:
+        with self._open_read(src) as f, self._open_write(dst) as out:
+            copy_hashing(f, out.write)
 
     def _has_children(self, rel_dir: str) -> bool:
         try:

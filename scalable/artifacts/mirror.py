@@ -170,7 +170,7 @@ class Mirror:
                 ) from None
 
     # ------------------------------------------------------------------ public API
-    def fetch(self, store: ArtifactStore, key: str, *, version: str | None = None) -> Path:
+    def fetch(self, store: ArtifactStore, key: str, *, version: int | str | None = None) -> Path:
         """A local, read-only path to the verified content of ``key`` (or of a ``sha256:`` digest).
 
         A digest already mirrored is served without any call to ``store``; a key costs one
@@ -187,7 +187,7 @@ class Mirror:
             ref = _call_with_version(store, "info", version, key)
         return self.fetch_ref(store, ref, version=version)
 
-    def fetch_ref(self, store: ArtifactStore, ref: ArtifactRef, *, version: str | None = None) -> Path:
+    def fetch_ref(self, store: ArtifactStore, ref: ArtifactRef, *, version: int | str | None = None) -> Path:
         """The local path of the content ``ref`` names (a ref just read from ``store``), downloading it if needed."""
         self._ensure_dirs()
         path = self._serve(ref.hexdigest)
@@ -425,7 +425,7 @@ class Mirror:
             "fetch it by key from the store that holds it"
         )
 
-    def _download(self, store: ArtifactStore, ref: ArtifactRef, version: str | None) -> Path:
+    def _download(self, store: ArtifactStore, ref: ArtifactRef, version: int | str | None) -> Path:
         hexdigest = ref.hexdigest
         with self._fetch_lock(hexdigest):
             path = self._serve(hexdigest, fetch_locked=True)  # another process may have fetched it meanwhile
@@ -615,7 +615,7 @@ def default_mirror() -> Mirror:
     return mirror
 
 
-def fetch(store: ArtifactStore, key: str, *, version: str | None = None, mirror: Mirror | None = None) -> Path:
+def fetch(store: ArtifactStore, key: str, *, version: int | str | None = None, mirror: Mirror | None = None) -> Path:
     """``store.fetch``: a local read-only path to the verified content of ``key``, through the mirror."""
     return (mirror or default_mirror()).fetch(store, key, version=version)
 

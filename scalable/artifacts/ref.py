@@ -44,6 +44,8 @@ class ArtifactRef(BaseModel):
     size_bytes: int = Field(ge=0)
     created_at: datetime = Field(default_factory=utc_now)
     metadata: dict[str, Any] = Field(default_factory=dict)
+    #: The version number of this commit of ``key`` (1, 2, ...; ``None`` for a ref not read from a store).
+    version: int | None = Field(default=None, ge=1)
 
     @field_validator("digest", mode="before")
     @classmethod

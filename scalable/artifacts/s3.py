@@ -27,6 +27,7 @@ import logging
 import os
 import threading
 from collections.abc import AsyncIterator, Callable, Coroutine
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -34,9 +35,12 @@ from fsspec.asyn import sync
 from fsspec.callbacks import Callback
 from fsspec.spec import AbstractFileSystem
 
-from scalable.artifacts.digests import DigestCache, SourceFile, TreeEntry, digest_bytes, format_digest
+from scalable.artifacts.digests import DigestCache, SourceFile, digest_bytes, format_digest
 from scalable.artifacts.fsspec_store import FsspecArtifactStore
+from scalable.artifacts.layout import object_path
+from scalable.artifacts.primitives import IncompleteUpload
 from scalable.artifacts.retry import DEFAULT_POLICY, RetryPolicy, http_status, should_retry
+from scalable.artifacts.store import _source_changed
 
 log = logging.getLogger("scalable.artifacts")
 
@@ -125,6 +129,7 @@ class S3ArtifactStore(FsspecArtifactStore):
         retry_policy: RetryPolicy = DEFAULT_POLICY,
         part_size: int | None = None,
         multipart_threshold: int | None = None,
+        keep_versions: int | None = None,
     ) -> None:
         super().__init__(
             uri,
@@ -134,6 +139,7 @@ class S3ArtifactStore(FsspecArtifactStore):
             digest_cache=digest_cache,
             create=create,
             retry_policy=retry_policy,
+            keep_versions=keep_versions,
         )
         if part_size is not None:
             if part_size < MIN_PART_SIZE:
@@ -205,18 +211,24 @@ class S3ArtifactStore(FsspecArtifactStore):
         return bool(found.get("KeyCount") or found.get("Contents"))
 
     # ------------------------------------------------------------------ put
-    def _write_file(self, src: Path, rel: str, *, size: int, callback: Callback) -> tuple[str, int]:
+    def _write_file(
+        self, src: Path, rel: str, *, size: int, callback: Callback, expected: str | None = None
+    ) -> tuple[str, int]:
         if size < self.multipart_threshold:
-            return super()._write_file(src, rel, size=size, callback=callback)
+            return super()._write_file(src, rel, size=size, callback=callback, expected=expected)
         self._ensure_root()
-        return self._translate("upload", lambda: self._multipart_put(src, rel, size, callback))
+        return self._translate("upload", lambda: self._multipart_put(src, rel, size, callback, expected))
 
-    def _multipart_put(self, src: Path, rel: str, size: int, callback: Callback) -> tuple[str, int]:
+    def _multipart_put(
+        self, src: Path, rel: str, size: int, callback: Callback, expected: str | None = None
+    ) -> tuple[str, int]:
         full = self._full(rel)
         bucket, key = self._split(rel)
         upload_id = self._s3("start a multipart upload", "create_multipart_upload", Bucket=bucket, Key=key)["UploadId"]
         try:
             digest, total, parts = self._upload_parts(src, bucket, key, upload_id, self._part_size_for(size), callback)
+            if expected is not None and (digest != expected or total != size):
+                raise _source_changed(src)  # never complete bytes under a digest they do not have
             self._s3(
                 "finish a multipart upload",
                 "complete_multipart_upload",
@@ -226,7 +238,7 @@ class S3ArtifactStore(FsspecArtifactStore):
                 MultipartUpload={"Parts": parts},
             )
         except BaseException:
-            self._abort_upload(bucket, key, upload_id)
+            self._abort_multipart(bucket, key, upload_id)
             raise
         finally:
             self._invalidate(full)
@@ -305,7 +317,27 @@ class S3ArtifactStore(FsspecArtifactStore):
         out = await self._retrying(f"upload_part {number} of s3://{bucket}/{key}", once)
         return {"PartNumber": number, "ETag": out["ETag"]}
 
-    def _abort_upload(self, bucket: str, key: str, upload_id: str) -> None:
+    def _list_incomplete_uploads(self, rel_dir: str) -> list[IncompleteUpload]:
+        bucket, prefix = self._split(rel_dir)
+        root = self.root_path.split("/", 1)[1] if "/" in self.root_path else ""
+        found: list[IncompleteUpload] = []
+        kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix.rstrip("/") + "/"}
+        while True:
+            page = self._s3("list multipart uploads", "list_multipart_uploads", **kwargs)
+            for up in page.get("Uploads", []) or []:
+                rel = up["Key"][len(root) :].lstrip("/") if root else up["Key"]
+                started = up.get("Initiated") or datetime.now(timezone.utc)
+                found.append(IncompleteUpload(rel, up["UploadId"], started))
+            if not page.get("IsTruncated"):
+                return found
+            kwargs["KeyMarker"] = page.get("NextKeyMarker")
+            kwargs["UploadIdMarker"] = page.get("NextUploadIdMarker")
+
+    def _abort_upload(self, upload: IncompleteUpload) -> None:
+        bucket, key = self._split(upload.rel)
+        self._abort_multipart(bucket, key, upload.upload_id)
+
+    def _abort_multipart(self, bucket: str, key: str, upload_id: str) -> None:
         try:
             self._s3("abort a multipart upload", "abort_multipart_upload", Bucket=bucket, Key=key, UploadId=upload_id)
         except Exception as exc:
@@ -319,24 +351,19 @@ class S3ArtifactStore(FsspecArtifactStore):
             )
 
     # ------------------------------------------------------------------ directories
-    def _write_tree(self, files: list[SourceFile], obj: str, callback: Callback) -> list[TreeEntry]:
+    def _upload_objects(self, todo: list[tuple[SourceFile, str]], callback: Callback) -> None:
         self._ensure_root()
-        return self._translate("upload", lambda: self._put_files(files, obj, callback))
+        self._translate("upload", lambda: self._put_files(todo, callback))
 
-    def _put_files(self, files: list[SourceFile], obj: str, callback: Callback) -> list[TreeEntry]:
+    def _put_files(self, todo: list[tuple[SourceFile, str]], callback: Callback) -> None:
         """A directory's files: small ones read and hashed here, sent as concurrent single PUTs.
 
         Up to ``4 * max_concurrency`` requests and ``max_concurrency * part_size`` bytes are
         in flight while the next files are read; large files go through :meth:`_write_file`.
         """
-        entries: dict[str, TreeEntry] = {}
-        inflight: dict[Future[Any], tuple[SourceFile, str, int]] = {}
+        inflight: dict[Future[Any], tuple[SourceFile, int]] = {}
         most_requests, most_bytes = 4 * self.max_concurrency, self.max_concurrency * self.part_size
         pending_bytes = 0
-
-        def accept(f: SourceFile, digest: str, size: int) -> None:
-            self._remember_source(f.local, f.stat, digest, size)
-            entries[f.path] = TreeEntry(f.path, "file", digest, size)
 
         def reap(block: bool) -> None:
             nonlocal pending_bytes
@@ -344,22 +371,23 @@ class S3ArtifactStore(FsspecArtifactStore):
                 list(inflight), timeout=None if block else 0, return_when=concurrent.futures.FIRST_COMPLETED
             )
             for fut in done:
-                f, digest, size = inflight.pop(fut)
+                _, size = inflight.pop(fut)
                 fut.result()
                 pending_bytes -= size
-                accept(f, digest, size)
                 callback.relative_update(size)
 
         try:
-            for f in files:
-                rel = f"{obj}/{f.path}"
+            for f, digest in todo:
+                rel = object_path(digest)
                 if f.stat.st_size >= self.multipart_threshold:
-                    accept(f, *self._write_file(f.local, rel, size=f.stat.st_size, callback=callback))
+                    self._write_file(f.local, rel, size=f.stat.st_size, callback=callback, expected=digest)
                     continue
                 while inflight and (len(inflight) >= most_requests or pending_bytes + f.stat.st_size > most_bytes):
                     reap(block=True)
                 data = f.local.read_bytes()
-                inflight[self._run(self._put_object(*self._split(rel), data))] = (f, digest_bytes(data), len(data))
+                if digest_bytes(data) != digest:  # checked before it is sent: a digest name is always right
+                    raise _source_changed(f.local)
+                inflight[self._run(self._put_object(*self._split(rel), data))] = (f, len(data))
                 pending_bytes += len(data)
                 if len(inflight) > 1:
                     reap(block=False)
@@ -369,9 +397,8 @@ class S3ArtifactStore(FsspecArtifactStore):
             _cancel(inflight)
             raise
         finally:
-            for folder in {self._full(f"{obj}/{f.path}").rsplit("/", 1)[0] for f in files}:
+            for folder in {self._full(object_path(d)).rsplit("/", 1)[0] for _, d in todo}:
                 self.fs.invalidate_cache(folder)
-        return [entries[f.path] for f in files]
 
     async def _put_object(self, bucket: str, key: str, data: bytes) -> None:
         async def once() -> Any:

@@ -1,22 +1,16 @@
 """``BaseArtifactStore``: the artifact protocol, implemented once over a few primitives.
 
-A backend implements five primitives on paths relative to its root (``_open_write``,
-``_open_read``, ``_exists``, ``_remove``, ``_list_files``); everything else (keys,
-digests, directory trees, packing, verification, the commit protocol) lives here, as
-fsspec derives its API from a small core.
+A transport implements the primitives listed in :mod:`scalable.artifacts.primitives` on
+paths relative to its root; everything else (keys, digests, content-addressed objects,
+directory trees, packing, verification, versions, the commit protocol) lives here, as
+fsspec derives its API from a small core. The layout is in :mod:`scalable.artifacts.layout`.
 
-Layout under the root::
-
-    .scalable/refs/<key>                 the ref record: the commit point of an artifact
-    .scalable/objects/<key>/<version>    the bytes: a file, a tree of files, or a pack
-    .scalable/objects/<key>/<version>.tree  a directory's canonical tree manifest
-    .scalable/tmp/                       in-flight writes of stores that need them
-
-Commit protocol: a put writes its bytes to a fresh, never-reused object path, then its
-tree manifest, then its ref record, and only after that removes the previous version's
-object. A crash at any instant leaves the old ref (whose object is untouched) or the new
-one (whose object is complete); concurrent writers to one key never mix their bytes. A
-ref whose object vanished under a reader (a concurrent overwrite) is re-read once.
+Commit protocol: a put hashes its content, writes a pending-put marker naming the objects
+it relies on, uploads only the objects the store does not hold yet (each to its digest
+name, verified before it completes), creates the next version record of the key with a
+conditional create (so two writers never share a number), then writes the key's head
+record. A crash at any instant leaves every committed version whole; bytes are removed
+only by :meth:`BaseArtifactStore.gc`.
 """
 
 from __future__ import annotations
@@ -27,11 +21,12 @@ import logging
 import os
 import shutil
 import stat
+import threading
 import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -53,7 +48,24 @@ from scalable.artifacts.digests import (
     walk_tree,
 )
 from scalable.artifacts.keys import ancestors, validate_key, validate_prefix
+from scalable.artifacts.layout import (
+    OBJECTS,
+    PENDING,
+    REFS,
+    SHA256_OBJECTS,
+    STORE_FORMAT,
+    STORE_JSON,
+    TMP,
+    VERSIONS,
+    object_path,
+    pack_path,
+    ref_path,
+    version_numbers,
+    version_path,
+    versions_dir,
+)
 from scalable.artifacts.observe import notify_read
+from scalable.artifacts.primitives import IncompleteUpload, ObjectStat
 from scalable.artifacts.ref import ArtifactKind, ArtifactRef
 from scalable.artifacts.transfer import (
     LocalFileWriter,
@@ -65,56 +77,95 @@ from scalable.artifacts.transfer import (
 )
 from scalable.artifacts.uris import encode_key
 from scalable.errors import (
-    ArtifactChangingError,
+    AmbiguousVersionError,
     ArtifactKindError,
     ArtifactNotFoundError,
     IntegrityError,
     KeyConflictError,
     LocalPathError,
+    StoreLayoutError,
 )
 
 log = logging.getLogger("scalable.artifacts")
 
-REFS = ".scalable/refs"
-OBJECTS = ".scalable/objects"
-TMP = ".scalable/tmp"
-RECORD_FORMAT = "scalable.ref/1"
+RECORD_FORMAT = "scalable.ref/2"
+OLD_RECORD_FORMAT = "scalable.ref/1"
 
 T = TypeVar("T")
 
+#: A version given to a read: a number, ``"sha256:<hex prefix>"``, or ``None`` for the latest.
+VersionSpec = int | str | None
+
 
 class Layout:
-    """How an artifact's bytes are laid out in its object."""
+    """How an artifact's bytes are laid out in objects."""
 
     FILE = "file"  # one object holding the file's bytes
-    TREE = "tree"  # a folder of objects, one per file (unpacked directory)
-    PACKED = "packed"  # one object: the files' bytes concatenated in manifest order
+    TREE = "tree"  # the tree manifest object plus one object per distinct file content
+    PACKED = "packed"  # the tree manifest object plus one pack: the files' bytes in manifest order
+
+
+def migrate_hint(uri: str) -> str:
+    return f"run `scalable migrate {uri}` to convert it in place (nothing is lost)"
 
 
 @dataclass(frozen=True)
 class RefRecord:
-    """What a ref record holds: the public ref plus where its bytes are."""
+    """A version record (and the head record, its copy): the public ref and the layout of its bytes."""
 
     ref: ArtifactRef
-    object: str
     layout: str
 
+    @property
+    def version(self) -> int:
+        return self.ref.version or 0
+
+    @property
+    def object(self) -> str:
+        """The object holding the bytes: the file, the pack, or (unpacked) the tree manifest."""
+        if self.layout == Layout.PACKED:
+            return pack_path(self.ref.digest)
+        return object_path(self.ref.digest)
+
+    def names(self) -> list[str]:
+        """The objects this record names directly (an unpacked tree's members are in its manifest)."""
+        if self.layout == Layout.PACKED:
+            return [object_path(self.ref.digest), pack_path(self.ref.digest)]
+        return [object_path(self.ref.digest)]
+
     def to_bytes(self) -> bytes:
-        doc = {"format": RECORD_FORMAT, "ref": self.ref.to_dict(), "object": self.object, "layout": self.layout}
-        return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+        doc = {"format": RECORD_FORMAT, "layout": self.layout, "ref": self.ref.to_dict()}
+        return _json_bytes(doc)
 
     @classmethod
-    def from_bytes(cls, data: bytes, key: str, where: str) -> RefRecord:
+    def from_bytes(cls, data: bytes, key: str, where: str) -> RefRecord | Tombstone:
         try:
             doc = json.loads(data)
-            if doc.get("format") != RECORD_FORMAT:
-                raise ValueError(f"unknown record format {doc.get('format')!r}")
-            record = cls(ArtifactRef.model_validate(doc["ref"]), str(doc["object"]), str(doc["layout"]))
+            fmt = doc.get("format")
+        except (ValueError, AttributeError, TypeError):
+            doc, fmt = None, None
+        if fmt == OLD_RECORD_FORMAT:
+            raise StoreLayoutError(
+                f"artifact {key!r} in {where} is stored in the layout before content-addressed objects; "
+                + migrate_hint(where)
+            )
+        try:
+            if fmt != RECORD_FORMAT:
+                raise ValueError(f"unknown record format {fmt!r}")
+            extra = set(doc) - {"format", "layout", "ref", "deleted", "key", "version"}
+            if extra:
+                raise ValueError(f"unexpected fields {sorted(extra)}")
+            if doc.get("deleted"):
+                if doc.get("key") != key:
+                    raise ValueError("the record does not describe this key")
+                return Tombstone(key, int(doc["version"]))
+            record = cls(ArtifactRef.model_validate(doc["ref"]), str(doc["layout"]))
             if record.ref.key != key or record.layout not in (Layout.FILE, Layout.TREE, Layout.PACKED):
                 raise ValueError("the record does not describe this key")
-            if not _is_object_path(record.object, key):
-                # A damaged (or forged) record must not send reads, and deletes, anywhere else.
-                raise ValueError(f"its object path {record.object!r} is not under {OBJECTS}/{key}/")
+            if record.ref.version is None:
+                raise ValueError("the record has no version number")
+            if record.layout != Layout.FILE and record.ref.kind is not ArtifactKind.DIR:
+                raise ValueError("a tree layout for an artifact that is not a directory")
             return record
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise IntegrityError(
@@ -123,11 +174,19 @@ class RefRecord:
             ) from exc
 
 
-def _is_object_path(obj: str, key: str) -> bool:
-    """Whether ``obj`` is ``OBJECTS/<key>/<version>``: one plain segment, no way out of the key's folder."""
-    head = f"{OBJECTS}/{key}/"
-    version = obj[len(head) :]
-    return obj.startswith(head) and version not in ("", ".", "..") and not any(c in version for c in "/\\\0")
+@dataclass(frozen=True)
+class Tombstone:
+    """The version record a delete leaves: the numbers go on growing after it, the history before it is gone."""
+
+    key: str
+    version: int
+
+    def to_bytes(self) -> bytes:
+        return _json_bytes({"format": RECORD_FORMAT, "deleted": True, "key": self.key, "version": self.version})
+
+
+def _json_bytes(doc: Any) -> bytes:
+    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
 def _check_tree_paths(entries: list[TreeEntry]) -> None:
@@ -137,12 +196,6 @@ def _check_tree_paths(entries: list[TreeEntry]) -> None:
             raise ValueError(f"unsafe path {e.path!r} in the tree manifest")
         if any(seg in ("", ".", "..") for seg in e.path.split("/")):
             raise ValueError(f"unsafe path {e.path!r} in the tree manifest")
-
-
-def new_version_id() -> str:
-    """A fresh, sortable, never-reused version name for an object path."""
-    now = datetime.now(timezone.utc)
-    return f"{now:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:16]}"
 
 
 def _key_argument(key: str | None, remote_key: str | None, call: str) -> str:
@@ -169,11 +222,25 @@ def _resolve_kind(kind: ArtifactKind | str | None, is_dir: bool, src: Path) -> A
     return kind
 
 
+class _SourceChanged(IntegrityError):
+    pass
+
+
+def _source_changed(src: Path) -> IntegrityError:
+    return _SourceChanged(f"{src} changed while it was put; nothing was committed: put it again once it is written")
+
+
 class BaseArtifactStore(ABC):
-    """Implements :class:`~scalable.artifacts.base.ArtifactStore` over backend primitives."""
+    """Implements :class:`~scalable.artifacts.base.ArtifactStore` over backend primitives.
+
+    ``keep_versions`` limits each key's history to its newest N versions (``None``: keep all);
+    older version records are dropped at commit and their bytes reclaimed by :meth:`gc`.
+    """
 
     #: Parallel transfers for directory puts and gets.
     default_max_concurrency = 8
+    #: Below this many objects a presence check asks for each one; above, it lists fan-out folders.
+    list_presence_above = 64
 
     def __init__(
         self,
@@ -181,10 +248,15 @@ class BaseArtifactStore(ABC):
         *,
         max_concurrency: int | None = None,
         digest_cache: DigestCache | None = None,
+        keep_versions: int | None = None,
     ) -> None:
         self._uri = uri.rstrip("/")
         self.max_concurrency = max(1, max_concurrency or self.default_max_concurrency)
         self.digests = digest_cache or shared_digest_cache()
+        if keep_versions is not None and keep_versions < 1:
+            raise ValueError(f"keep_versions must be at least 1 (or None to keep all), got {keep_versions}")
+        self.keep_versions = keep_versions
+        self._layout_checked = False
 
     # ------------------------------------------------------------------ primitives
     @abstractmethod
@@ -220,7 +292,7 @@ class BaseArtifactStore(ABC):
         for rel in rels:
             try:
                 found[rel] = self._read_bytes(rel)
-            except FileNotFoundError:
+            except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
                 continue
         return found
 
@@ -228,10 +300,63 @@ class BaseArtifactStore(ABC):
         with self._open_write(rel) as out:
             out.write(data)
 
-    def _write_file(self, src: Path, rel: str, *, size: int, callback: Callback) -> tuple[str, int]:
-        """Upload a local file to ``rel`` from one read that also hashes it."""
+    _exclusive_lock = threading.Lock()
+
+    def _create_exclusive(self, data: bytes, rel: str) -> bool:
+        """Write ``data`` at ``rel`` only if nothing is there; ``True`` if this call wrote it.
+
+        The default checks, then writes, under a lock of this process: exclusive among the
+        threads of one process only. Transports replace it with the service's conditional put.
+        """
+        with self._exclusive_lock:
+            if self._exists(rel):
+                return False
+            self._write_bytes(data, rel)
+            return True
+
+    def _read_range(self, rel: str, start: int, n: int) -> bytes:
+        with self._open_read(rel) as f:
+            f.seek(start)
+            return f.read(n)
+
+    def _head(self, rel: str) -> ObjectStat | None:
+        """The size and time of the file at ``rel`` (default: the size by reading it, the time now)."""
+        try:
+            data = self._read_bytes(rel)
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            return None
+        return ObjectStat(len(data), datetime.now(timezone.utc))
+
+    def _list_stats(self, rel_dir: str) -> dict[str, ObjectStat]:
+        out: dict[str, ObjectStat] = {}
+        for name in self._list_files(rel_dir):
+            st = self._head(f"{rel_dir}/{name}")
+            if st is not None:
+                out[name] = st
+        return out
+
+    def _copy_within(self, src: str, dst: str) -> None:
+        with self._open_read(src) as f, self._open_write(dst) as out:
+            copy_hashing(f, out.write)
+
+    def _list_incomplete_uploads(self, rel_dir: str) -> list[IncompleteUpload]:
+        return []
+
+    def _abort_upload(self, upload: IncompleteUpload) -> None:
+        return None
+
+    def _write_file(
+        self, src: Path, rel: str, *, size: int, callback: Callback, expected: str | None = None
+    ) -> tuple[str, int]:
+        """Upload a local file to ``rel`` from one read that also hashes it.
+
+        With ``expected``, bytes that do not hash to it are never completed at ``rel``.
+        """
         with open(src, "rb", buffering=0) as f, self._open_write(rel) as out:
-            return copy_hashing(f, out.write, size_hint=size, callback=callback)
+            digest, n = copy_hashing(f, out.write, size_hint=size, callback=callback)
+            if expected is not None and (digest != expected or n != size):
+                raise _source_changed(src)
+        return digest, n
 
     def _download(self, rel: str, dest: Path, *, size: int, callback: Callback) -> str:
         """Stream ``rel`` into the local file ``dest``, hashing it; return the digest."""
@@ -289,12 +414,13 @@ class BaseArtifactStore(ABC):
         callback: Callback = DEFAULT_CALLBACK,
         remote_key: str | None = None,
     ) -> ArtifactRef:
-        """Store a local file or directory under ``key``, commit it, and return its ref.
+        """Store a local file or directory under ``key``, commit it as a new version, and return its ref.
 
         A directory is stored one object per file, or with ``pack=True`` as one object
         (its files concatenated) whose members :meth:`open` reads by range; the digest is
-        the tree digest either way. If the committed artifact at ``key`` already has
-        this content, no bytes are transferred.
+        the tree digest either way. Content the store already holds (under any key or
+        version) is not transferred again; if the key's latest version already has this
+        content, kind and metadata, that version is returned and no new one is made.
         """
         key = validate_key(_key_argument(key, remote_key, "put"))
         src = destination.local_path(local_path, "local path")
@@ -311,7 +437,8 @@ class BaseArtifactStore(ABC):
             raise ArtifactKindError(f"{src} is not a regular file or directory: only those can be put")
         resolved = _resolve_kind(kind, is_dir, src)
         meta = dict(metadata or {})
-        previous = self._read_record(key)
+        self._prepare_write()
+        previous = self._read_head(key)
         if previous is None:
             self._check_conflicts(key)
         if is_dir:
@@ -321,21 +448,23 @@ class BaseArtifactStore(ABC):
     def put_bytes(
         self, data: bytes | bytearray | memoryview, key: str, *, metadata: dict[str, Any] | None = None
     ) -> ArtifactRef:
-        """Store ``data`` as a blob under ``key`` and commit it."""
+        """Store ``data`` as a blob under ``key`` and commit it as a new version."""
         key = validate_key(key)
         data = bytes(data)
         digest = digest_bytes(data)
-        previous = self._read_record(key)
+        self._prepare_write()
+        previous = self._read_head(key)
         if previous is None:
             self._check_conflicts(key)
         meta = dict(metadata or {})
-        unchanged = self._unchanged(previous, digest, ArtifactKind.BLOB, meta)
-        if unchanged is not None:
-            return unchanged.ref
-        obj = self._new_object(key)
-        self._attempt(obj, lambda: self._write_bytes(data, obj))
-        ref = self._make_ref(key, ArtifactKind.BLOB, digest, len(data), meta)
-        return self._commit(RefRecord(ref, obj, Layout.FILE), previous).ref
+        same = self._same_as(previous, digest, Layout.FILE, ArtifactKind.BLOB, meta)
+        if same is not None:
+            return same.ref
+        obj = object_path(digest)
+        with self._pending([obj]):
+            if self._head(obj) is None:
+                self._write_bytes(data, obj)
+            return self._commit(key, ArtifactKind.BLOB, digest, len(data), meta, Layout.FILE, previous).ref
 
     def get(
         self,
@@ -347,8 +476,9 @@ class BaseArtifactStore(ABC):
         merge: bool = False,
         callback: Callback = DEFAULT_CALLBACK,
         remote_key: str | None = None,
+        version: VersionSpec = None,
     ) -> Path:
-        """Copy the artifact at ``key`` to ``local_path`` and return the path written.
+        """Copy the artifact at ``key`` (its latest version, or ``version``) to ``local_path``.
 
         ``local_path`` is the path the artifact will have; one that ends with ``/`` means
         "inside this folder" (``local_path/<last key segment>``). Nothing already there is
@@ -362,7 +492,7 @@ class BaseArtifactStore(ABC):
         key = _key_argument(key, remote_key, "get")
         if local_path is None:
             raise TypeError("get() needs local_path: where to write the artifact")
-        record = self._require_record(key)
+        record = self._resolve(key, version)
         notify_read(self, record.ref, "get")
         is_dir = record.ref.kind is ArtifactKind.DIR
         target = destination.plan(
@@ -399,7 +529,14 @@ class BaseArtifactStore(ABC):
         except OSError:
             return False
 
-    def open(self, key: str, *, member: str | None = None, verify: bool | Literal["first"] = True) -> BinaryIO:
+    def open(
+        self,
+        key: str,
+        *,
+        member: str | None = None,
+        verify: bool | Literal["first"] = True,
+        version: VersionSpec = None,
+    ) -> BinaryIO:
         """A binary stream of a file or blob, or of one ``member`` file of a directory.
 
         ``verify=True`` (the default) checks the bytes as they stream: reading to the end
@@ -409,18 +546,19 @@ class BaseArtifactStore(ABC):
         ``verify="first"`` reads and checks everything before the stream is returned (held in
         memory up to 8 MiB, then in a temporary file), so no unverified byte is ever seen.
         ``verify=False`` checks nothing. A member of a packed directory is read by range,
-        without fetching the whole pack.
+        without fetching the whole pack. The stream keeps reading the version it opened,
+        whatever puts or deletes follow.
         """
         if verify not in (True, False, "first"):
             raise ValueError(f"verify must be True, False or 'first', not {verify!r}")
-        record = self._require_record(key)
+        record = self._resolve(key, version)
         notify_read(self, record.ref, "open")
         stream = self._with_current(record, lambda rec: self._open_record(rec, member, verify is not False))
         return verified_first(stream) if verify == "first" else stream
 
-    def get_bytes(self, key: str, *, verify: bool = True) -> bytes:
+    def get_bytes(self, key: str, *, verify: bool = True, version: VersionSpec = None) -> bytes:
         """The bytes of a file or blob artifact, verified against its digest by default."""
-        record = self._require_record(key)
+        record = self._resolve(key, version)
         if record.ref.kind is ArtifactKind.DIR:
             raise ArtifactKindError(f"artifact {key!r} is a directory: use get(key, path), or open(key, member=...)")
         notify_read(self, record.ref, "get_bytes")  # load() reads through here
@@ -435,11 +573,11 @@ class BaseArtifactStore(ABC):
 
     def exists(self, key: str) -> bool:
         """Whether a committed artifact is at ``key``."""
-        return self._exists(f"{REFS}/{validate_key(key)}")
+        return self._exists(ref_path(validate_key(key)))
 
-    def info(self, key: str) -> ArtifactRef:
-        """The ref of the committed artifact at ``key`` (``ArtifactNotFoundError`` if none)."""
-        return self._require_record(key).ref
+    def info(self, key: str, *, version: VersionSpec = None) -> ArtifactRef:
+        """The ref of the committed artifact at ``key``: its latest version, or ``version``."""
+        return self._resolve(key, version).ref
 
     def list_artifacts(self, prefix: str = "") -> list[str]:
         """Sorted keys of committed artifacts starting with ``prefix`` (a plain string prefix, as in S3)."""
@@ -451,25 +589,57 @@ class BaseArtifactStore(ABC):
         return sorted(k for k in keys if k.startswith(prefix))
 
     def iter_refs(self, prefix: str = "") -> Iterator[ArtifactRef]:
-        """The refs of the artifacts :meth:`list_artifacts` names, in key order."""
+        """The refs of the artifacts :meth:`list_artifacts` names (their latest versions), in key order."""
         keys = self.list_artifacts(prefix)
         for start in range(0, len(keys), 1000):
             batch = keys[start : start + 1000]
-            found = self._read_many([f"{REFS}/{k}" for k in batch])
+            found = self._read_many([ref_path(k) for k in batch])
             for k in batch:
-                data = found.get(f"{REFS}/{k}")
+                data = found.get(ref_path(k))
                 if data is not None:  # deleted since listing
-                    yield RefRecord.from_bytes(data, k, self._uri).ref
+                    record = RefRecord.from_bytes(data, k, self._uri)
+                    if isinstance(record, RefRecord):
+                        yield record.ref
+
+    def versions(self, key: str) -> list[ArtifactRef]:
+        """Every retained version of ``key``, oldest first (``ArtifactNotFoundError`` if it has none)."""
+        key = validate_key(key)
+        found = self._version_records(key)
+        if not found:
+            raise ArtifactNotFoundError(
+                f"no artifact at key {key!r} in {self._uri}: check the key with list_artifacts()"
+            )
+        return [r.ref for r in found]
+
+    def restore(self, key: str, *, version: VersionSpec) -> ArtifactRef:
+        """Commit the content of an earlier ``version`` of ``key`` as its newest version (no bytes are copied)."""
+        if version is None:
+            raise ValueError("restore needs the version to restore: restore(key, version=N)")
+        old = self._resolve(key, version)
+        self._prepare_write()
+        with self._pending(old.names()):
+            self._require_objects(old)
+            ref = old.ref
+            return self._commit(ref.key, ref.kind, ref.digest, ref.size_bytes, dict(ref.metadata), old.layout).ref
 
     def delete(self, key: str) -> None:
-        """Remove the artifact at ``key``: its ref first (the artifact is gone), then its bytes."""
-        record = self._require_record(key)
-        self._remove(f"{REFS}/{record.ref.key}")
-        self._discard_object(record)
+        """Remove ``key`` and its history from view; its bytes are reclaimed by :meth:`gc`.
 
-    def verify(self, key: str) -> ArtifactRef:
+        A tombstone version record keeps the numbers growing if the key is put again.
+        """
+        self._require_record(key)
+        key = validate_key(key)
+        self._prepare_write()
+        numbers = self._version_numbers(key)
+        tomb = self._create_next(key, (numbers[-1] if numbers else 0) + 1, lambda n: Tombstone(key, n).to_bytes())
+        self._remove(ref_path(key))
+        for n in numbers:
+            if n < tomb:
+                self._remove_quietly(version_path(key, n))
+
+    def verify(self, key: str, *, version: VersionSpec = None) -> ArtifactRef:
         """Re-read and re-hash every stored byte of ``key``; return its ref or raise ``IntegrityError``."""
-        record = self._require_record(key)
+        record = self._resolve(key, version)
 
         def check(rec: RefRecord) -> ArtifactRef:
             if rec.layout == Layout.FILE:
@@ -490,157 +660,278 @@ class BaseArtifactStore(ABC):
 
         return self._with_current(record, check)
 
+    def migrate(self) -> Any:
+        """Convert a store in the old layout (``scalable.ref/1``) in place; see :mod:`scalable.artifacts.migrate`."""
+        from scalable.artifacts.migrate import migrate_store
+
+        return migrate_store(self)
+
+    def gc(self, *, grace: float = 3600.0, dry_run: bool = False) -> Any:
+        """Remove what no retained version needs, older than ``grace`` seconds; see :mod:`scalable.artifacts.gc`."""
+        from scalable.artifacts.gc import collect_garbage
+
+        return collect_garbage(self, grace=grace, dry_run=dry_run)
+
     def save(self, key: str, obj: Any, *, metadata: dict[str, Any] | None = None) -> ArtifactRef:
         """Serialize ``obj`` by the key's extension (.json, .jsonl, .npy, .pkl, else text) and store it."""
         return self.put_bytes(formats.encode(validate_key(key), obj), key, metadata=metadata)
 
-    def load(self, key: str) -> Any:
+    def load(self, key: str, *, version: VersionSpec = None) -> Any:
         """Load and decode a value saved with :meth:`save` (verified)."""
-        return formats.decode(key, self.get_bytes(key))
+        return formats.decode(key, self.get_bytes(key, version=version))
+
+    # ------------------------------------------------------------------ layout
+    def _prepare_write(self) -> None:
+        """Before the first write: record the layout (``store.json``), or refuse a store in another layout."""
+        if self._layout_checked:
+            return
+        try:
+            data: bytes | None = self._read_bytes(STORE_JSON)
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            data = None
+        if data is None:
+            if self._has_children(REFS):
+                raise StoreLayoutError(
+                    f"the store at {self._uri} holds artifacts in the layout before content-addressed objects "
+                    f"and cannot be written until it is converted: {migrate_hint(self._uri)}"
+                )
+            doc = {"format": STORE_FORMAT, "created_at": datetime.now(timezone.utc).isoformat()}
+            if not self._create_exclusive(_json_bytes(doc), STORE_JSON):
+                data = self._read_bytes(STORE_JSON)
+        if data is not None:
+            self._check_store_json(data)
+        self._layout_checked = True
+
+    def _check_store_json(self, data: bytes) -> None:
+        try:
+            fmt = json.loads(data).get("format")
+        except (ValueError, AttributeError):
+            fmt = None
+        if fmt != STORE_FORMAT:
+            raise StoreLayoutError(
+                f"the store at {self._uri} records layout {fmt!r} in {STORE_JSON}, which this version of scalable "
+                f"does not know ({STORE_FORMAT}); use the scalable release that wrote it"
+            )
 
     # ------------------------------------------------------------------ records
-    def _read_record(self, key: str) -> RefRecord | None:
+    def _read_head(self, key: str) -> RefRecord | None:
         try:
-            data = self._read_bytes(f"{REFS}/{key}")
+            data = self._read_bytes(ref_path(key))
         except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
             return None
-        return RefRecord.from_bytes(data, key, self._uri)
+        record = RefRecord.from_bytes(data, key, self._uri)
+        return record if isinstance(record, RefRecord) else None
+
+    _read_record = _read_head
 
     def _require_record(self, key: str) -> RefRecord:
         key = validate_key(key)
-        record = self._read_record(key)
+        record = self._read_head(key)
         if record is None:
             raise ArtifactNotFoundError(
                 f"no artifact at key {key!r} in {self._uri}: check the key with list_artifacts()"
             )
         return record
 
-    #: How many versions a read follows when concurrent overwrites keep removing the one it reads.
+    def _version_numbers(self, key: str) -> list[int]:
+        return version_numbers(self._list_files(versions_dir(key)))
+
+    def _version_records(self, key: str) -> list[RefRecord]:
+        """The retained versions of ``key`` after its last tombstone, oldest first."""
+        numbers = self._version_numbers(key)
+        found = self._read_many([version_path(key, n) for n in numbers])
+        out: list[RefRecord] = []
+        for n in numbers:
+            data = found.get(version_path(key, n))
+            if data is None:
+                continue
+            rec = RefRecord.from_bytes(data, key, self._uri)
+            if isinstance(rec, Tombstone):
+                out = []
+            else:
+                out.append(rec)
+        return out
+
+    def _resolve(self, key: str, version: VersionSpec) -> RefRecord:
+        """The record of ``key`` at ``version`` (a number, ``sha256:<prefix>``, or ``None`` for the latest)."""
+        if version is None:
+            return self._require_record(key)
+        key = validate_key(key)
+        if isinstance(version, str) and version.isdigit():
+            version = int(version)
+        records = self._version_records(key)
+        if isinstance(version, int) and not isinstance(version, bool):
+            for rec in records:
+                if rec.version == version:
+                    return rec
+            wanted = f"version {version}"
+            matches: list[RefRecord] = []
+        elif isinstance(version, str) and version.startswith("sha256:") and len(version) > len("sha256:"):
+            prefix = version.lower()
+            matches = [r for r in records if r.ref.digest.startswith(prefix)]
+            digests = sorted({r.ref.digest for r in matches})
+            if len(digests) > 1:
+                listed = ", ".join(d[: len("sha256:") + 12] for d in digests)
+                raise AmbiguousVersionError(
+                    f"{version!r} matches {len(digests)} contents of {key!r} in {self._uri} ({listed}): "
+                    "give more hex digits of the digest"
+                )
+            if matches:
+                return matches[-1]  # the newest version with that content
+            wanted = f"a version with digest {version}"
+        else:
+            raise ValueError(f"a version is a number or 'sha256:<hex prefix>', got {version!r}")
+        exist = ", ".join(f"{r.version} ({r.ref.digest[:19]})" for r in records) or "none"
+        raise ArtifactNotFoundError(
+            f"artifact {key!r} in {self._uri} has no {wanted}; its versions are: {exist}. "
+            "List them with `scalable versions STORE#KEY`"
+        )
+
+    #: How many attempts a read makes (kept for compatibility; objects no longer vanish under readers).
     read_attempts = 10
 
     def _with_current(self, record: RefRecord, action: Callable[[RefRecord], T]) -> T:
-        """Run ``action``; if the object vanished under it (a concurrent overwrite), re-read the ref.
-
-        A read that loses to overwrites :attr:`read_attempts` times in a row raises
-        ``ArtifactChangingError``, never the backend's bare ``FileNotFoundError``.
-        """
-        for _ in range(self.read_attempts):
-            try:
-                return action(record)
-            except ArtifactNotFoundError:
-                raise
-            except FileNotFoundError:
-                latest = self._read_record(record.ref.key)
-                if latest is None:
-                    raise ArtifactNotFoundError(
-                        f"artifact {record.ref.key!r} in {self._uri} was deleted while it was read"
-                    ) from None
-                if latest.object == record.object:
-                    raise IntegrityError(
-                        f"the bytes of artifact {record.ref.key!r} in {self._uri} are missing although its "
-                        "ref is committed; re-put it from its source, or delete it"
-                    ) from None
-                record = latest
-        raise ArtifactChangingError(
-            f"artifact {record.ref.key!r} in {self._uri} was overwritten {self.read_attempts} times while it "
-            "was read, so no whole version could be read; read it again once the writers pause"
-        )
+        """Run ``action``; a missing object of a committed record is damage, never a bare ``FileNotFoundError``."""
+        try:
+            return action(record)
+        except ArtifactNotFoundError:
+            raise
+        except FileNotFoundError:
+            raise IntegrityError(
+                f"the bytes of artifact {record.ref.key!r} (version {record.version}) in {self._uri} are missing "
+                "although its record is committed; re-put it from its source, or delete it"
+            ) from None
 
     def _check_conflicts(self, key: str) -> None:
         for parent in ancestors(key):
-            if self._exists(f"{REFS}/{parent}"):
+            if self._exists(ref_path(parent)):
                 raise KeyConflictError(
                     f"cannot put {key!r}: {parent!r} is already an artifact, and artifacts cannot nest; "
                     f"choose another key or delete {parent!r} first"
                 )
-        if self._has_children(f"{REFS}/{key}"):
+        if self._has_children(ref_path(key)):
             raise KeyConflictError(
                 f"cannot put {key!r}: artifacts already exist under '{key}/', and artifacts cannot nest; "
                 "choose another key or delete those first"
             )
 
-    def _make_ref(self, key: str, kind: ArtifactKind, digest: str, size: int, meta: dict[str, Any]) -> ArtifactRef:
-        return ArtifactRef(uri=self.uri_for(key), key=key, kind=kind, digest=digest, size_bytes=size, metadata=meta)
-
-    def _new_object(self, key: str) -> str:
-        return f"{OBJECTS}/{key}/{new_version_id()}"
-
-    def _unchanged(
-        self, previous: RefRecord | None, digest: str, kind: ArtifactKind, meta: dict[str, Any]
+    def _same_as(
+        self, previous: RefRecord | None, digest: str, layout: str, kind: ArtifactKind, meta: dict[str, Any]
     ) -> RefRecord | None:
-        """The committed record if it already holds ``digest`` (committed anew on a copy if kind/metadata changed)."""
-        if previous is None or previous.ref.digest != digest or not self._object_present(previous):
+        """The latest record if it already is this content, layout, kind and metadata (and its object is there)."""
+        if previous is None or previous.ref.digest != digest or previous.layout != layout:
             return None
-        if previous.ref.kind is kind and previous.ref.metadata == meta:
-            return previous
-        # A new kind or metadata needs a record with an object of its own: pointing it at the
-        # previous object would race with a concurrent overwrite or delete, which removes that
-        # object and would leave a committed ref without bytes. The copy is made in the store.
-        obj = self._new_object(previous.ref.key)
-        try:
-            self._attempt(obj, lambda: self._copy_object(previous, obj))
-        except (FileNotFoundError, IntegrityError):  # the previous object went away meanwhile: upload
+        if previous.ref.kind is not kind or previous.ref.metadata != meta:
             return None
-        ref = self._make_ref(previous.ref.key, kind, digest, previous.ref.size_bytes, meta)
-        return self._commit(RefRecord(ref, obj, previous.layout), previous)
+        return previous if self._head(previous.object) is not None else None
 
-    def _copy_object(self, record: RefRecord, obj: str) -> None:
-        """Copy the stored bytes of ``record`` to the fresh object path ``obj``, checking what was read."""
-        key = record.ref.key
-        if record.layout == Layout.FILE:
-            self._copy_file(record.object, obj, record.ref.digest, record.ref.size_bytes, key)
-            return
-        manifest = self._read_bytes(f"{record.object}.tree")
-        if digest_bytes(manifest) != record.ref.digest:
-            raise IntegrityError(f"the tree manifest of {key!r} in {self._uri} changed while it was copied")
-        files = [e for e in parse_tree_manifest(manifest) if e.type == "file"]
-        if record.layout == Layout.PACKED:
-            self._copy_file(record.object, obj, None, tree_size(files), key)
-        else:
-            self._map(
-                lambda e: self._copy_file(f"{record.object}/{e.path}", f"{obj}/{e.path}", e.digest, e.size, key), files
+    # ------------------------------------------------------------------ commit
+    def _commit(
+        self,
+        key: str,
+        kind: ArtifactKind,
+        digest: str,
+        size: int,
+        meta: dict[str, Any],
+        layout: str,
+        previous: RefRecord | bool | None = True,
+    ) -> RefRecord:
+        """Create the key's next version record (a number no other writer gets), then publish it as the head.
+
+        ``previous`` is the head the caller read (``None``: there was none), or ``True`` to read it here.
+        """
+        head = self._read_head(key) if previous is True else previous
+        start = head.version + 1 if isinstance(head, RefRecord) else None
+        made: dict[int, RefRecord] = {}
+
+        def body(n: int) -> bytes:
+            ref = ArtifactRef(
+                uri=self.uri_for(key), key=key, kind=kind, digest=digest, size_bytes=size, metadata=meta, version=n
             )
-        self._write_bytes(manifest, f"{obj}.tree")
+            made[n] = RefRecord(ref, layout)
+            return made[n].to_bytes()
 
-    def _copy_file(self, src: str, dst: str, digest: str | None, size: int, key: str) -> None:
-        with self._open_read(src) as f, self._open_write(dst) as out:
-            got, n = copy_hashing(f, out.write, size_hint=size)
-        if n != size or (digest is not None and got != digest):
-            raise IntegrityError(f"the stored bytes of {key!r} in {self._uri} changed while they were copied")
-
-    def _object_present(self, record: RefRecord) -> bool:
-        probe = record.object if record.layout != Layout.TREE else f"{record.object}.tree"
-        return self._exists(probe)
-
-    def _commit(self, record: RefRecord, previous: RefRecord | None) -> RefRecord:
-        try:
-            self._write_bytes(record.to_bytes(), f"{REFS}/{record.ref.key}")
-        except BaseException:
-            self._discard_object(record)
-            raise
-        if previous is not None and previous.object != record.object:
-            self._discard_object(previous)
+        number = self._create_next(key, start, body)
+        record = made[number]
+        self._publish_head(record)
+        if self.keep_versions is not None:
+            self._apply_retention(key)
         return record
 
-    def _attempt(self, obj: str, action: Callable[[], T]) -> T:
-        """Run an upload into ``obj``; on any failure remove what it left, then re-raise."""
-        try:
-            return action()
-        except BaseException:
-            self._remove_quietly(obj, recursive=True)
-            self._remove_quietly(f"{obj}.tree")
-            raise
+    def _create_next(self, key: str, start: int | None, body: Callable[[int], bytes]) -> int:
+        """Create version record ``start`` (or the one after the highest) exclusively; the number it got."""
+        n = start if start is not None else (self._version_numbers(key) or [0])[-1] + 1
+        for _ in range(1000):
+            if self._create_exclusive(body(n), version_path(key, n)):
+                return n
+            n = max(n + 1, (self._version_numbers(key) or [0])[-1] + 1)
+        raise IntegrityError(f"could not create a version record of {key!r} in {self._uri} after 1000 attempts")
 
-    def _discard_object(self, record: RefRecord) -> None:
-        self._remove_quietly(record.object, recursive=record.layout == Layout.TREE)
-        if record.layout != Layout.FILE:
-            self._remove_quietly(f"{record.object}.tree")
+    def _publish_head(self, record: RefRecord) -> None:
+        """Write the head record; if a newer version appeared meanwhile, publish that one instead.
+
+        Every writer checks after its own write, so the last head written is the newest version.
+        """
+        key = record.ref.key
+        while True:
+            self._write_bytes(record.to_bytes(), ref_path(key))
+            numbers = self._version_numbers(key)
+            if not numbers or numbers[-1] <= record.version:
+                return
+            try:
+                data = self._read_bytes(version_path(key, numbers[-1]))
+            except FileNotFoundError:
+                return
+            newer = RefRecord.from_bytes(data, key, self._uri)
+            if isinstance(newer, Tombstone):  # a delete came after this commit: it wins
+                self._remove(ref_path(key))
+                return
+            record = newer
+
+    def _apply_retention(self, key: str) -> None:
+        assert self.keep_versions is not None
+        head = self._read_head(key)
+        numbers = [n for n in self._version_numbers(key) if head is None or n != head.version]
+        keep = self.keep_versions - (1 if head is not None else 0)
+        drop = numbers[: max(0, len(numbers) - keep)] if keep > 0 else numbers
+        for n in drop:
+            self._remove_quietly(version_path(key, n))
+
+    @contextmanager
+    def _pending(self, names: Sequence[str]) -> Iterator[None]:
+        """Write a marker naming the objects a put relies on, before it checks for them; gc keeps those.
+
+        The marker outlives the put on purpose: gc removes it once it is older than the grace
+        period, so a put that committed while a gc was running is still seen by that gc.
+        """
+        rel = f"{PENDING}/{uuid.uuid4().hex}"
+        self._write_bytes(_json_bytes({"objects": sorted(set(names))}), rel)
+        yield
+
+    def _present(self, names: Sequence[str]) -> set[str]:
+        """Which of the objects ``names`` the store holds: one request each, or a listing of their fan-out folders."""
+        names = sorted(set(names))
+        if len(names) <= self.list_presence_above:
+            flags = self._map(lambda rel: self._head(rel) is not None, names)
+            return {rel for rel, ok in zip(names, flags, strict=True) if ok}
+        folders = sorted({rel.rsplit("/", 1)[0] for rel in names})
+        listed = self._map(lambda folder: [f"{folder}/{n}" for n in self._list_files(folder)], folders)
+        held = {rel for found in listed for rel in found}
+        return {rel for rel in names if rel in held}
+
+    def _require_objects(self, record: RefRecord) -> None:
+        missing = [rel for rel in record.names() if self._head(rel) is None]
+        if missing:
+            raise IntegrityError(
+                f"the bytes of artifact {record.ref.key!r} (version {record.version}) in {self._uri} are missing "
+                f"({missing[0]}); re-put it from its source"
+            )
 
     def _remove_quietly(self, rel: str, *, recursive: bool = False) -> None:
         try:
             self._remove(rel, recursive=recursive)
-        except Exception as exc:  # leftovers are unreferenced: harmless, reclaimable later
-            log.warning("could not remove unreferenced %s/%s: %s", self._uri, rel, exc)
+        except Exception as exc:  # leftovers are unreferenced: harmless, reclaimable by gc
+            log.warning("could not remove %s/%s: %s", self._uri, rel, exc)
 
     # ------------------------------------------------------------------ files
     def _put_file(
@@ -653,16 +944,29 @@ class BaseArtifactStore(ABC):
         previous: RefRecord | None,
         callback: Callback,
     ) -> RefRecord:
-        if previous is not None and previous.layout == Layout.FILE and previous.ref.size_bytes == st.st_size:
-            unchanged = self._unchanged(previous, self.digests.digest_of(src, st)[0], kind, meta)
-            if unchanged is not None:
-                return unchanged
-        obj = self._new_object(key)
         callback.set_size(st.st_size)
-        digest, size = self._attempt(obj, lambda: self._write_file(src, obj, size=st.st_size, callback=callback))
-        self._remember_source(src, st, digest, size)
-        ref = self._make_ref(key, kind, digest, size, meta)
-        return self._commit(RefRecord(ref, obj, Layout.FILE), previous)
+        known = self.digests.lookup(st)
+        if known is None and self._ingest_in_one_read:
+            # One read that writes and hashes (local stores); the object gets its name only if whole.
+            digest, size = self._ingest_file(src, st, callback)
+            self._remember_source(src, st, digest, size)
+        else:
+            digest, size = (known, st.st_size) if known is not None else self.digests.digest_of(src, st)
+        same = self._same_as(previous, digest, Layout.FILE, kind, meta)
+        if same is not None:
+            return same
+        obj = object_path(digest)
+        with self._pending([obj]):
+            if self._head(obj) is None:
+                self._write_file(src, obj, size=size, callback=callback, expected=digest)
+            return self._commit(key, kind, digest, size, meta, Layout.FILE, previous)
+
+    #: Whether a new file is written and hashed in one read (:meth:`_ingest_file`) instead of hashed first.
+    _ingest_in_one_read = False
+
+    def _ingest_file(self, src: Path, st: os.stat_result, callback: Callback) -> tuple[str, int]:
+        """Write a file of unknown digest into the objects in one read; return its digest and size."""
+        raise NotImplementedError
 
     def _remember_source(self, src: Path, before: os.stat_result, digest: str, size: int) -> None:
         # Only if the file did not change while it was read: then the digest is its content's.
@@ -719,24 +1023,24 @@ class BaseArtifactStore(ABC):
             )
         entry = files[index]
         what = f"member {member!r} of artifact {key!r} in {self._uri}"
+        assert entry.digest is not None
         if record.layout == Layout.PACKED:
             offset = sum(e.size for e in files[:index])
             raw = RangeReader(self._open_read(record.object), offset, entry.size)
         else:
-            raw = self._open_read(f"{record.object}/{entry.path}")
-        assert entry.digest is not None
+            raw = self._open_read(object_path(entry.digest))
         return buffered(VerifyingReader(raw, entry.digest, entry.size, what=what, verify=verify))
 
     # ------------------------------------------------------------------ directories
-    def tree(self, key: str) -> list[TreeEntry]:
+    def tree(self, key: str, *, version: VersionSpec = None) -> list[TreeEntry]:
         """The verified tree manifest entries of a directory artifact."""
-        record = self._require_record(key)
+        record = self._resolve(key, version)
         if record.ref.kind is not ArtifactKind.DIR:
             raise ArtifactKindError(f"artifact {key!r} is a {record.ref.kind.value}, not a directory")
         return self._with_current(record, self._tree_entries)
 
     def _tree_entries(self, record: RefRecord) -> list[TreeEntry]:
-        manifest = self._read_bytes(f"{record.object}.tree")
+        manifest = self._read_bytes(object_path(record.ref.digest))
         if digest_bytes(manifest) != record.ref.digest:
             raise IntegrityError(
                 f"the tree manifest of directory artifact {record.ref.key!r} in {self._uri} does not match "
@@ -762,45 +1066,56 @@ class BaseArtifactStore(ABC):
         callback: Callback,
     ) -> RefRecord:
         dirs, files = walk_tree(src)
-        if previous is not None and previous.ref.kind is ArtifactKind.DIR:
-            wanted = Layout.PACKED if pack else Layout.TREE
-            if previous.layout == wanted:
-                entries = self.digests.tree_entries(dirs, files)
-                digest = digest_bytes(tree_manifest_bytes(entries))
-                unchanged = self._unchanged(previous, digest, ArtifactKind.DIR, meta)
-                if unchanged is not None:
-                    return unchanged
-        obj = self._new_object(key)
-        callback.set_size(sum(f.stat.st_size for f in files))
+        digests = self._map(lambda f: self.digests.digest_of(f.local, f.stat), files)
+        entries = [TreeEntry(d, "dir") for d in dirs] + [
+            TreeEntry(f.path, "file", d, n) for f, (d, n) in zip(files, digests, strict=True)
+        ]
+        entries.sort(key=lambda e: e.path)
+        manifest = tree_manifest_bytes(entries)
+        digest = digest_bytes(manifest)
+        size = tree_size(entries)
+        layout = Layout.PACKED if pack else Layout.TREE
+        same = self._same_as(previous, digest, layout, ArtifactKind.DIR, meta)
+        if same is not None:
+            return same
+        callback.set_size(size)
+        tree_obj = object_path(digest)
+        by_path = {f.path: f for f in files}
+        by_digest = {e.digest: by_path[e.path] for e in entries if e.type == "file"}
+        if pack:
+            names = [tree_obj, pack_path(digest)]
+        else:
+            names = [tree_obj] + [object_path(d) for d in by_digest if d is not None]
+        with self._pending(names):
+            if self._head(tree_obj) is None or (pack and self._head(pack_path(digest)) is None):
+                if pack:
+                    self._write_pack([e for e in entries if e.type == "file"], by_path, pack_path(digest), callback)
+                else:
+                    wanted = {object_path(d): (d, f) for d, f in by_digest.items() if d is not None}
+                    held = self._present(list(wanted))
+                    todo = [(f, d) for rel, (d, f) in wanted.items() if rel not in held]
+                    self._upload_objects(todo, callback)
+                if self._head(tree_obj) is None:
+                    self._write_bytes(manifest, tree_obj)
+            return self._commit(key, ArtifactKind.DIR, digest, size, meta, layout, previous)
 
-        def upload() -> bytes:
-            written = self._write_pack(files, obj, callback) if pack else self._write_tree(files, obj, callback)
-            manifest = tree_manifest_bytes([TreeEntry(d, "dir") for d in dirs] + written)
-            self._write_bytes(manifest, f"{obj}.tree")
-            return manifest
+    def _upload_objects(self, todo: list[tuple[SourceFile, str]], callback: Callback) -> None:
+        """Upload each source file to the object of its (already computed) digest, verified on the way."""
 
-        manifest = self._attempt(obj, upload)
-        entries = parse_tree_manifest(manifest)
-        ref = self._make_ref(key, ArtifactKind.DIR, digest_bytes(manifest), tree_size(entries), meta)
-        return self._commit(RefRecord(ref, obj, Layout.PACKED if pack else Layout.TREE), previous)
+        def one(item: tuple[SourceFile, str]) -> None:
+            f, digest = item
+            self._write_file(f.local, object_path(digest), size=f.stat.st_size, callback=callback, expected=digest)
 
-    def _write_tree(self, files: list[SourceFile], obj: str, callback: Callback) -> list[TreeEntry]:
-        def one(f: SourceFile) -> TreeEntry:
-            digest, size = self._write_file(f.local, f"{obj}/{f.path}", size=f.stat.st_size, callback=callback)
-            self._remember_source(f.local, f.stat, digest, size)
-            return TreeEntry(f.path, "file", digest, size)
+        self._map(one, todo)
 
-        return self._map(one, files)
-
-    def _write_pack(self, files: list[SourceFile], obj: str, callback: Callback) -> list[TreeEntry]:
-        entries = []
-        with self._open_write(obj) as out:
-            for f in files:
+    def _write_pack(self, files: list[TreeEntry], by_path: dict[str, SourceFile], rel: str, callback: Callback) -> None:
+        with self._open_write(rel) as out:
+            for e in files:
+                f = by_path[e.path]
                 with open(f.local, "rb", buffering=0) as fh:
                     digest, size = copy_hashing(fh, out.write, size_hint=f.stat.st_size, callback=callback)
-                self._remember_source(f.local, f.stat, digest, size)
-                entries.append(TreeEntry(f.path, "file", digest, size))
-        return entries
+                if digest != e.digest or size != e.size:
+                    raise _source_changed(f.local)
 
     def _map(self, fn: Callable[[Any], T], items: Sequence[Any]) -> list[T]:
         if self.max_concurrency == 1 or len(items) < 2:
@@ -825,7 +1140,7 @@ class BaseArtifactStore(ABC):
             else:
 
                 def one(e: TreeEntry) -> None:
-                    digest = self._download(f"{record.object}/{e.path}", tmp / e.path, size=e.size, callback=callback)
+                    digest = self._download(object_path(e.digest), tmp / e.path, size=e.size, callback=callback)
                     self._accept_member(record, e, digest, tmp / e.path, verify)
 
                 self._map(one, files)
@@ -847,6 +1162,11 @@ class BaseArtifactStore(ABC):
                         f"member {e.path!r}; re-put the directory from its source"
                     )
                 self._accept_member(record, e, digest, tmp / e.path, verify)
+            if verify and pack.read(1):
+                raise IntegrityError(
+                    f"the pack of directory artifact {record.ref.key!r} in {self._uri} has bytes past its "
+                    "last member; re-put the directory from its source"
+                )
 
     def _accept_member(self, record: RefRecord, e: TreeEntry, digest: str, local: Path, verify: bool) -> None:
         if verify and digest != e.digest:
@@ -874,7 +1194,7 @@ class BaseArtifactStore(ABC):
                 )
 
     # ------------------------------------------------------------------ the local mirror
-    def fetch(self, key: str, version: str | None = None) -> Path:
+    def fetch(self, key: str, version: VersionSpec = None) -> Path:
         """A local, read-only path to the verified content of ``key`` (a file or a directory tree).
 
         The content is held in the local mirror by digest (:mod:`scalable.artifacts.mirror`):
@@ -917,4 +1237,16 @@ def _discard(_: memoryview) -> None:
     return None
 
 
-__all__ = ["BaseArtifactStore", "Layout", "RefRecord"]
+# Layout names, re-exported for code that imported them from here.
+__all__ = [
+    "OBJECTS",
+    "REFS",
+    "SHA256_OBJECTS",
+    "TMP",
+    "VERSIONS",
+    "BaseArtifactStore",
+    "Layout",
+    "RefRecord",
+    "Tombstone",
+    "VersionSpec",
+]

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 #: The command modules, in the order their commands appear in ``scalable --help``.
 COMMAND_MODULES = (
     "scalable.cli.store_cmds",
+    "scalable.cli.object_cmds",
     "scalable.cli.catalog_cmds",
     "scalable.cli.lineage_cmds",
     "scalable.cli.manifest_cmds",

@@ -6,6 +6,8 @@ Every command names artifacts the same way:
   ``s3://bucket/prefix``, ``gs://...``, any URI :func:`~scalable.build_artifact_store` takes);
 * ``STORE`` (or ``STORE#``): the whole store, for ``ls`` and ``verify``; ``STORE#PREFIX``
   limits those to keys starting with ``PREFIX``;
+* ``STORE#KEY@N`` / ``STORE#KEY@sha256:<hex prefix>``: version ``N`` of the artifact, or its
+  newest version with that content (``get``, ``info``, ``cat``-like commands);
 * ``#KEY`` (or ``#`` alone): the default store of the manifest (``SCALABLE_DEFAULT_STORAGE``,
   else ``project.default_storage`` of ``scalable.yaml``, else ``./artifacts``).
 
@@ -95,6 +97,35 @@ def split_store_key(text: str) -> tuple[str, str]:
     """
     store, _, key = text.partition("#")
     return store, decode_key(key)
+
+
+#: ``KEY@N`` or ``KEY@sha256:<hex prefix>`` at the end of a key: a version of the artifact.
+_VERSION_SUFFIX = re.compile(r"@(?:([1-9][0-9]*)|(sha256:[0-9a-fA-F]{1,64}))$")
+
+
+def split_version(key: str) -> tuple[str, int | str | None]:
+    """Split ``KEY@N`` / ``KEY@sha256:<hex prefix>`` into the key and the version (``None`` if none is given).
+
+    A key whose own name ends in ``@<digits>`` is named with an explicit version, ``KEY@N@M``.
+    """
+    match = _VERSION_SUFFIX.search(key)
+    if match is None or match.start() == 0:
+        return key, None
+    number, digest = match.groups()
+    return key[: match.start()], int(number) if number else digest.lower()
+
+
+def split_version_text(text: str) -> tuple[str, int | str | None]:
+    """``STORE#KEY@N`` (or a ref's uri ending in ``@N``) as the text without its version, and the version.
+
+    The version is split off the text as typed, before the key's ``%XX`` escapes are decoded,
+    so ``%40`` stays a literal ``@`` of the key.
+    """
+    store, sep, raw_key = text.partition("#")
+    if not sep:
+        return split_version(text)
+    raw_key, version = split_version(raw_key)
+    return f"{store}#{raw_key}", version
 
 
 def _local_root(uri: str, protocol: str | None) -> Path:
@@ -234,4 +265,6 @@ __all__ = [
     "open_store",
     "parse_artifact_uri",
     "split_store_key",
+    "split_version",
+    "split_version_text",
 ]

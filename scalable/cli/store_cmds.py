@@ -91,6 +91,8 @@ def _print_ref(out: Output, ref: ArtifactRef) -> None:
     exact = f" ({ref.size_bytes} bytes)" if size != f"{ref.size_bytes} bytes" else ""
     out.print(f"size     {size}{exact}", markup=False)
     out.print(f"created  {ref.created_at.isoformat(timespec='seconds')}", markup=False)
+    if ref.version is not None:
+        out.print(f"version  {ref.version}", markup=False)
 
 
 def put(
@@ -162,13 +164,16 @@ def get(
     artifact is added to an existing folder, keeping the files it does not name. A file that
     already holds the artifact's bytes is left as it is.
     """
-    from scalable.cli.locate import open_store
+    from scalable.cli.locate import open_store, split_version_text
 
     out = Output(quiet=quiet, json_mode=json_mode)
-    store, key = open_store(uri, need_key=True)
+    text, version = split_version_text(uri)
+    store, key = open_store(text, need_key=True)
     with _key_must_exist(store, key, uri), _transfer(out, f"get {key}") as callback:
-        path = store.get(key, dest, verify=not no_verify, overwrite=force, merge=merge, callback=callback)
-        ref = store.info(key)
+        path = store.get(
+            key, dest, verify=not no_verify, overwrite=force, merge=merge, callback=callback, version=version
+        )
+        ref = store.info(key, version=version)
     if json_mode:
         out.json({"path": str(path), "verified": not no_verify, "ref": _ref_doc(ref, store)})
         return
@@ -220,12 +225,13 @@ def ls(
 
 def info(uri: ArtifactArg, json_mode: Json = False) -> None:
     """Show the ref of the artifact URI: kind, digest, size, creation time and metadata."""
-    from scalable.cli.locate import open_store
+    from scalable.cli.locate import open_store, split_version_text
 
     out = Output(json_mode=json_mode)
-    store, key = open_store(uri, need_key=True)
+    text, version = split_version_text(uri)
+    store, key = open_store(text, need_key=True)
     with _key_must_exist(store, key, uri):
-        ref = store.info(key)
+        ref = store.info(key, version=version)
     if json_mode:
         out.json(_ref_doc(ref, store))
         return

@@ -175,7 +175,7 @@ def _store_and_key(source: ArtifactStore | ArtifactRef | str, key: str | None) -
     return source, key
 
 
-def _version_kwargs(store: ArtifactStore, version: str | None) -> dict[str, Any]:
+def _version_kwargs(store: ArtifactStore, version: int | str | None) -> dict[str, Any]:
     if version is None:
         return {}
     try:
@@ -191,7 +191,7 @@ def _version_kwargs(store: ArtifactStore, version: str | None) -> dict[str, Any]
 
 
 def local_input_path(
-    handle: SessionHandle, store: ArtifactStore, key: str, version: str | None = None
+    handle: SessionHandle, store: ArtifactStore, key: str, version: int | str | None = None
 ) -> tuple[Path, ArtifactRef]:
     """Fetch the artifact at ``key`` to a local path for this run, and return it with its ref.
 
@@ -212,7 +212,7 @@ def use_artifact(
     handle: SessionHandle,
     source: ArtifactStore | ArtifactRef | str,
     key: str | None = None,
-    version: str | None = None,
+    version: int | str | None = None,
 ) -> Path:
     """A local path to the artifact, recorded as an input of the current task (see ``ScalableSession.use_artifact``)."""
     store, key = _store_and_key(source, key)

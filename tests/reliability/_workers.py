@@ -223,3 +223,76 @@ def _wait_until(start_at: float) -> None:
     delay = start_at - time.time()
     if delay > 0:
         time.sleep(delay)
+
+
+# ---------------------------------------------------------------------- object layer: versions, gc, migrate
+def commit_worker(uri: str, options: dict[str, Any], writer: int, count: int, key: str, start_at: float) -> None:
+    """Commit ``count`` distinct blobs to one shared ``key``; print each version number the store gave."""
+    store = build_artifact_store(uri, **options)
+    time.sleep(max(0.0, start_at - time.time()))
+    for seq in range(count):
+        ref = store.put_bytes(f"writer {writer} commit {seq}".encode(), key)
+        print(json.dumps({"version": ref.version, "digest": ref.digest}), flush=True)
+
+
+def churn_worker(
+    uri: str, options: dict[str, Any], writer: int, seconds: float, work: str, result: str, seed: int
+) -> None:
+    """Put, re-put (dedup) and read shared and own keys for ``seconds``; record any bad read."""
+    rng = random.Random(seed)
+    store = build_artifact_store(uri, **options)
+    failures: list[str] = []
+    ops = 0
+    Path(work).mkdir(parents=True, exist_ok=True)
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        key = f"churn/k{rng.randrange(6)}"
+        content = f"content {rng.randrange(12)}".encode() * 64  # few contents: most puts reuse an object
+        try:
+            if rng.random() < 0.6:
+                store.put_bytes(content, key)
+            elif store.exists(key):
+                data = store.get_bytes(key)
+                if not data.startswith(b"content "):
+                    failures.append(f"{key}: read bytes no writer put")
+        except ArtifactNotFoundError:
+            pass
+        except Exception as exc:
+            failures.append(f"{key}: {type(exc).__name__}: {exc}"[:300])
+        ops += 1
+    Path(result).write_text(json.dumps({"failures": failures, "ops": ops}))
+
+
+def gc_child(conn: Connection, uri: str, options: dict[str, Any], grace: float) -> None:
+    """Run gc (the parent kills this at a random moment)."""
+    store = build_artifact_store(uri, **options)
+    conn.send("go")
+    store.gc(grace=grace)
+    conn.send(("done", ""))
+
+
+def migrate_child(conn: Connection, uri: str, options: dict[str, Any]) -> None:
+    """Migrate a store of the old layout (the parent kills this at a random moment)."""
+    store = build_artifact_store(uri, **options)
+    conn.send("go")
+    store.migrate()
+    conn.send(("done", ""))
+
+
+def restore_delete_child(conn: Connection, uri: str, options: dict[str, Any], key: str, what: str) -> None:
+    """Restore version 1 of ``key``, or delete it (the parent kills this at a random moment)."""
+    store = build_artifact_store(uri, **options)
+    conn.send("go")
+    if what == "restore":
+        store.restore(key, version=1)
+    else:
+        store.delete(key)
+    conn.send(("done", ""))
+
+
+def packed_put_child(conn: Connection, uri: str, options: dict[str, Any], src: str, key: str) -> None:
+    """Put the directory ``src`` packed at ``key`` (the parent kills this at a random moment)."""
+    store = build_artifact_store(uri, **options)
+    conn.send("go")
+    ref = store.put(src, key, pack=True)
+    conn.send(("done", ref.digest))

@@ -17,6 +17,7 @@ import pytest
 
 from scalable import IntegrityError, ScalableError
 from scalable.artifacts.digests import digest_bytes, tree_manifest_bytes
+from scalable.artifacts.layout import object_path
 from scalable.artifacts.ref import ArtifactKind
 from scalable.artifacts.store import Layout
 from tests.conftest import make_tree
@@ -58,8 +59,10 @@ def _damage(raw: RawStore, key: str, layout: str, damage: str, rng: random.Rando
     start = 0
     if layout == "file":
         target = record.object
-    elif layout == "tree":
-        target = f"{record.object}/{MEMBER}"
+    elif layout == "tree":  # the member's own object, named by its digest
+        [entry] = [e for e in raw.store.tree(key) if e.path == MEMBER]
+        assert entry.digest is not None
+        target = object_path(entry.digest)
     else:
         target, start = record.object, _member_offset(raw, key)
     data = raw.read(target)
@@ -168,7 +171,11 @@ def test_scalable_verify_lists_the_damaged_keys_and_exits_1(
 
 
 def test_a_forged_ref_record_cannot_read_or_delete_outside_the_store(tmp_path: Path) -> None:
-    """Regression: a ref record's object path was trusted; ``../`` in it reached outside the root."""
+    """Regression: a ref record's object path was trusted; ``../`` in it reached outside the root.
+
+    Records no longer hold paths (objects are named by digest), and a record with fields it
+    should not have (an old-style ``object`` path) is refused as damaged.
+    """
     raw = make_raw(None, "local", tmp_path)  # type: ignore[arg-type]
     outside = tmp_path / "outside"
     outside.mkdir()
@@ -199,8 +206,7 @@ def test_a_forged_tree_manifest_cannot_write_outside_the_destination(tmp_path: P
     from scalable.artifacts.digests import TreeEntry
 
     manifest = tree_manifest_bytes([TreeEntry("../../escaped", "file", digest_bytes(b"A"), 1)])
-    raw.write(f"{record.object}.tree", manifest)
-    raw.write(f"{record.object}/../../escaped", b"A")
+    raw.write(object_path(digest_bytes(manifest)), manifest)  # a well-named object with a hostile path in it
     doc = json.loads(raw.read(".scalable/refs/dir"))
     doc["ref"]["digest"] = digest_bytes(manifest)
     raw.write(".scalable/refs/dir", json.dumps(doc).encode())
