@@ -15,7 +15,7 @@ from scalable import Catalog, build_artifact_store, cacheable
 from scalable.artifacts.store import BaseArtifactStore
 from scalable.catalog.lineage_rows import task_node
 from scalable.cli.app import main
-from scalable.errors import ArtifactNotFoundError, LineageNotFoundError, VersionNotSupportedError
+from scalable.errors import ArtifactNotFoundError, LineageNotFoundError
 from scalable.session import ScalableSession, Target, current_session
 from scalable.telemetry import read_events
 
@@ -152,15 +152,17 @@ def test_use_artifact_returns_a_local_copy_and_takes_store_key_forms(project: Pa
         assert by_uri == by_ref == by_store and by_uri.read_bytes() == b"forcing"
         # A verified, read-only copy in the local mirror: the store's own objects are never handed out.
         assert Path(os.environ["SCALABLE_MIRROR_DIR"]) in by_uri.parents and not by_uri.stat().st_mode & 0o222
-        with pytest.raises(VersionNotSupportedError, match="version='v1'"):
-            session.use_artifact(store, "inputs/forcing.txt", version="v1")
+        store.put_bytes(b"forcing, corrected", "inputs/forcing.txt")  # version 2
+        assert session.use_artifact(store, "inputs/forcing.txt", version=1).read_bytes() == b"forcing"
+        with pytest.raises(ArtifactNotFoundError, match="version"):
+            session.use_artifact(store, "inputs/forcing.txt", version=9)
         with pytest.raises(ValueError, match="STORE#KEY"):
             session.use_artifact(str(project / "artifacts"))
         run_dir = session.run_dir
     events = used_events(run_dir)
-    assert [(e.task, e.via, e.digest) for e in events[:3]] == [(None, "use_artifact", ref.digest)] * 3
-    assert events[3].digest is None and events[3].error.startswith("VersionNotSupportedError")  # a failed use says so
-    assert len(events) == 4  # a call that names no artifact records nothing
+    assert [(e.task, e.via, e.digest, e.version) for e in events[:4]] == [(None, "use_artifact", ref.digest, 1)] * 4
+    assert events[4].digest is None and events[4].error.startswith("ArtifactNotFoundError")  # a failed use says so
+    assert len(events) == 5  # a call that names no artifact records nothing
     assert Catalog().upstream(session.run_id).nodes[ref.digest].key == "inputs/forcing.txt"
 
 
@@ -287,7 +289,7 @@ def test_the_fast_read_line_is_the_event_the_model_writes_redacted_alike(tmp_pat
 
     ref = ArtifactRef(
         uri="s3://user:hunter2@bucket/ä/x.nc?X-Amz-Signature=abc", key="ä/x.nc", kind=ArtifactKind.FILE,
-        digest="sha256:" + "a" * 64, size_bytes=3,
+        digest="sha256:" + "a" * 64, size_bytes=3, version=4,
     )  # fmt: skip
     before = datetime.now(timezone.utc)
     line = read_line('run "1"', "task-1", "s3://user:hunter2@bucket", ref, "open")
@@ -297,7 +299,8 @@ def test_the_fast_read_line_is_the_event_the_model_writes_redacted_alike(tmp_pat
             encode_event(
                 ArtifactUsed(
                     run_id='run "1"', task="task-1", via="open", uri=ref.uri, store="s3://user:hunter2@bucket",
-                    key=ref.key, digest=ref.digest, size_bytes=3, artifact_kind="file", timestamp=fast.timestamp,
+                    key=ref.key, version=4, digest=ref.digest, size_bytes=3, artifact_kind="file",
+                    timestamp=fast.timestamp,
                 )
             )
         )

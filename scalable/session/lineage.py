@@ -67,6 +67,8 @@ def _used(handle: SessionHandle, store: ArtifactStore | None, ref: ArtifactRef |
         fields.setdefault("uri", ref.uri)
         fields.setdefault("key", ref.key)
         fields.update(digest=ref.digest, size_bytes=ref.size_bytes, artifact_kind=str(ref.kind))
+        if ref.version is not None:  # the version read, whatever was asked for (a number, a digest prefix)
+            fields["version"] = ref.version
     return ArtifactUsed(run_id=handle.run_id, task=handle.task, store=None if store is None else store.uri, **fields)
 
 
@@ -117,7 +119,7 @@ def read_line(run_id: str, task: str | None, store_uri: str, ref: ArtifactRef, h
         f'{{"schema_version":{SCHEMA_VERSION},"event":"artifact.used","timestamp":"{now}",'
         f'"run_id":{dumps(run_id)},"host":{_HOST},"pid":{os.getpid()},"task":{dumps(task)},'
         f'"via":{dumps(how)},"uri":{dumps(ref.uri)},"store":{dumps(store_uri)},"key":{dumps(ref.key)},'
-        f'"version":null,"digest":"{ref.digest}","size_bytes":{ref.size_bytes},'
+        f'"version":{dumps(ref.version)},"digest":"{ref.digest}","size_bytes":{ref.size_bytes},'
         f'"artifact_kind":"{ref.kind.value}","function":null,"error":null}}'
     )
     if "://" in line and ("@" in line or "?" in line):  # the rule encode_event applies

@@ -146,8 +146,8 @@ class ArtifactUsed(Event):
     """The store's URI (``None`` for a local file passed as an argument)."""
     key: str | None = None
     """Its key in the store."""
-    version: str | None = None
-    """The version asked for (``use_artifact(version=...)``), if any."""
+    version: int | str | None = None
+    """The version read (its number), or, for an input that could not be read, the version asked for."""
     digest: str | None = None
     """``sha256:<hex>`` of the bytes read (``None`` if they could not be found)."""
     size_bytes: int | None = Field(None, ge=0)
