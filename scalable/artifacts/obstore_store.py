@@ -67,6 +67,8 @@ MiB = 1024 * 1024
 #: Schemes this transport serves, and the service each is.
 NATIVE_SCHEMES = {"s3": "s3", "s3a": "s3", "az": "azure", "abfs": "azure", "abfss": "azure"}
 
+#: What S3 and Azure accept in a bucket or container name (the services are stricter; this catches typos).
+_BUCKET_NAME = re.compile(r"^[a-zA-Z0-9.\-_]{1,255}$")
 _STATUS = re.compile(r"status code: (\d{3})")
 _QUERY = re.compile(r"\?\S*")
 _TRANSIENT_TEXT = (
@@ -419,6 +421,11 @@ class ObstoreArtifactStore(BaseArtifactStore):
     def _ensure_root(self) -> None:
         if self._root_checked:
             return
+        if not _BUCKET_NAME.match(self.bucket):
+            raise UnsupportedURIError(
+                f"cannot use {self.uri}: {self.bucket!r} is not a name {self.endpoint} would accept for a bucket "
+                "(letters, digits, '.', '-', '_'); check the bucket name in the URI"
+            )
 
         def probe() -> None:
             for _ in obstore.list(self._meta, prefix=None, chunk_size=1):
