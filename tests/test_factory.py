@@ -137,10 +137,8 @@ def test_an_option_the_native_transport_cannot_honour_names_it(uri: str, options
 def test_native_options_translate_what_s3fs_and_adlfs_take() -> None:
     from scalable.artifacts.obstore_options import azure_config, s3_config
 
-    s3 = s3_config(
-        "b",
-        {"key": "AK", "secret": "SK", "token": "T", "client_kwargs": {"endpoint_url": "http://h:1", "region_name": "r"}},
-    )
+    client = {"endpoint_url": "http://h:1", "region_name": "r"}
+    s3 = s3_config("b", {"key": "AK", "secret": "SK", "token": "T", "client_kwargs": client})
     assert s3.config["access_key_id"] == "AK" and s3.config["secret_access_key"] == "SK"
     assert s3.config["session_token"] == "T" and s3.config["region"] == "r" and s3.config["endpoint"] == "http://h:1"
     assert s3.endpoint == "http://h:1"
