@@ -251,3 +251,28 @@ def test_real_crash_between_bytes_and_ref(tmp_path: Path) -> None:
     assert again.list_artifacts() == ["k"]
     assert again.put_bytes(b"after the crash", "k").size_bytes == len(b"after the crash")
     assert again.get_bytes("k") == b"after the crash"
+
+
+def test_the_manifest_chooses_the_transport(monkeypatch: pytest.MonkeyPatch) -> None:
+    from scalable.artifacts.obstore_store import ObstoreArtifactStore
+    from scalable.manifest.load import parse_manifest
+
+    monkeypatch.delenv("SCALABLE_TRANSPORT", raising=False)
+    text = """\
+version: 1
+project:
+  transport: fsspec
+  storage_options:
+    "s3://fast": {transport: native, key: AK, secret: SK, endpoint_url: "http://127.0.0.1:1"}
+    "s3://": {key: AK, secret: SK, endpoint_url: "http://127.0.0.1:1"}
+"""
+    project = parse_manifest(text).project
+    assert project.storage_options_for("s3://other/x")["transport"] == "fsspec"
+    slow = build_artifact_store("s3://other/x", **project.storage_options_for("s3://other/x"))
+    fast = build_artifact_store("s3://fast/x", **project.storage_options_for("s3://fast/x"))
+    assert isinstance(slow, FsspecArtifactStore) and isinstance(fast, ObstoreArtifactStore)
+    monkeypatch.setenv("SCALABLE_TRANSPORT", "native")  # the variable overrides project.transport
+    assert "transport" not in project.storage_options_for("s3://other/x")
+    assert isinstance(
+        build_artifact_store("s3://other/x", **project.storage_options_for("s3://other/x")), ObstoreArtifactStore
+    )
