@@ -116,16 +116,30 @@ def is_transient_native(exc: BaseException) -> bool:
 
 
 class _Reader:
-    """obstore's ``ReadableFile`` with ``readinto``, so the object layer's copy loops can use it."""
+    """obstore's ``ReadableFile`` with ``readinto``, so the object layer's copy loops can use it.
 
-    def __init__(self, raw: Any) -> None:
+    A failure mid-read goes through ``translate``, so a server lost while a stream is read
+    is a ``StoreUnavailableError`` like any other call's.
+    """
+
+    def __init__(self, raw: Any, translate: Callable[[BaseException], BaseException]) -> None:
         self._raw = raw
+        self._translate = translate
+
+    def _read(self, n: int | None) -> Any:
+        try:
+            return self._raw.read() if n is None or n < 0 else self._raw.read(n)
+        except BaseException as exc:
+            translated = self._translate(exc)
+            if translated is exc:
+                raise
+            raise translated from None
 
     def read(self, n: int = -1) -> bytes:
-        return bytes(self._raw.read() if n is None or n < 0 else self._raw.read(n))
+        return bytes(self._read(n))
 
     def readinto(self, b: Any) -> int:
-        data = self._raw.read(len(b))
+        data = self._read(len(b))
         n = len(data)
         memoryview(b).cast("B")[:n] = memoryview(data).cast("B")
         return n
@@ -398,7 +412,7 @@ class ObstoreArtifactStore(BaseArtifactStore):
             "or pass create=True to build_artifact_store"
         )
 
-    def _call(self, what: str, fn: Callable[[], T], *, transfer: bool = False) -> T:
+    def _call(self, what: str, fn: Callable[[], T]) -> T:
         """One operation: bucket checked once, transient failures retried until the deadline, errors translated."""
         self._ensure_root()
         return self._bare_call(what, fn)
@@ -586,7 +600,7 @@ class ObstoreArtifactStore(BaseArtifactStore):
 
     def _open_read(self, rel: str) -> BinaryIO:
         reader = self._call("open", lambda: obstore.open_reader(self._data, rel, buffer_size=4 * MiB))
-        return _Reader(reader)  # type: ignore[return-value]
+        return _Reader(reader, lambda exc: self._translate("read", exc))  # type: ignore[return-value]
 
     # ------------------------------------------------------------------ transfers
     def _write_file(self, src: Path, rel: str, *, size: int, callback: Callback) -> tuple[str, int]:
