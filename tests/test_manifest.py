@@ -95,7 +95,14 @@ def test_the_json_schema_rejects_what_the_loader_rejects() -> None:
 def test_the_example_sets_every_field_of_every_model() -> None:
     raw = yaml.safe_load(EXAMPLE.read_text())
     assert set(raw) == set(Manifest.model_fields)
-    assert set(raw["project"]) == {"name", "default_storage", "local_cache", "cache_remote", "storage_options"}
+    assert set(raw["project"]) == {
+        "name",
+        "default_storage",
+        "local_cache",
+        "cache_remote",
+        "storage_options",
+        "transport",
+    }
     targets = raw["targets"].values()
     assert {t["provider"] for t in targets} == set(TARGET_MODELS)
     for provider, model in TARGET_MODELS.items():

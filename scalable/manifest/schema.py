@@ -207,7 +207,8 @@ class Project(_Model):
                 if best is None or length > best[0]:
                     best = (length, options)
         found = copy.deepcopy(best[1]) if best else {}
-        if self.transport is not None and "transport" not in found and not os.environ.get("SCALABLE_TRANSPORT"):
+        # "native" is the factory's default already: only "fsspec" needs saying.
+        if self.transport == "fsspec" and "transport" not in found and not os.environ.get("SCALABLE_TRANSPORT"):
             found["transport"] = self.transport
         return found
 
