@@ -7,7 +7,8 @@ freed a couple of seconds earlier, so contenders are measured in one state, side
 side, never in separate runs. Before each timed step of the large-file scenario the
 previous output is deleted, so every contender starts with the same just-freed memory.
 
-    python bench/bench_object_stores.py [--quick] [--repeat N] [--only small,large,meta]
+    python bench/bench_object_stores.py [--quick] [--repeat N] [--only small,large,meta,peers]
+                                        [--backends s3,azure,gcs] [--sizes 256,1024]
 
 Scenarios and targets (issue 4):
 
@@ -20,6 +21,16 @@ Scenarios and targets (issue 4):
 * meta: ``exists`` and ``info`` on 1,000 keys and ``list_artifacts`` on 10,000 keys, with
   the HTTP requests each makes (counted by a botocore ``before-send`` hook), next to the
   same calls on plain objects through s3fs.
+
+Those three measure the fsspec transport (``transport="fsspec"``). ``peers`` (issue 15)
+measures the native transport against obstore alone and s5cmd, each contender in a process
+of its own (``bench/object_store_peers.py``), with the fsspec transport in the same table,
+on SeaweedFS and, for the small and large rows, on Azurite and fake-gcs-server:
+
+* a directory of 2,000 files of 4 KiB put with digests and commit: >= 1.0x bare obstore
+  ``put_async`` (64 in flight) and >= 1.0x ``s5cmd cp``; its verified get >= 1.0x s5cmd.
+* 256 MiB and 1 GiB put with SHA-256 and verified get: >= 0.9x the faster of obstore and s5cmd.
+* ``info`` and ``exists``: one request each, >= 1.0x s3fs.
 """
 
 from __future__ import annotations
@@ -43,6 +54,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import boto3
 from boto3.s3.transfer import TransferConfig
+from object_store_peers import Contender as PeerProcess
+from object_store_peers import Where
+from object_store_peers import interleave as interleave_peers
 
 from scalable import ArtifactKind, build_artifact_store
 from scalable.artifacts.digests import digest_bytes
@@ -162,7 +176,9 @@ def read_through(path: Path) -> None:
 
 def new_store(server: SeaweedFS, bucket: str, prefix: str) -> S3ArtifactStore:
     """The store ``build_artifact_store`` gives for this server, on a filesystem of its own."""
-    store = build_artifact_store(server.url(bucket, prefix), skip_instance_cache=True, **server.storage_options)
+    store = build_artifact_store(
+        server.url(bucket, prefix), skip_instance_cache=True, transport="fsspec", **server.storage_options
+    )
     assert isinstance(store, S3ArtifactStore)
     return store
 
@@ -380,6 +396,143 @@ def bench_meta(server: SeaweedFS, bucket: str, n_keys: int, n_probe: int, repeat
     )
 
 
+# --------------------------------------------------------------------------- peers (issue 15)
+
+
+def _where(kind: str, server: Any, bucket: str) -> Where:
+    env = {}
+    if kind == "s3":
+        env = {
+            "AWS_ACCESS_KEY_ID": server.access_key,
+            "AWS_SECRET_ACCESS_KEY": server.secret_key,
+            "AWS_REGION": server.region,
+        }
+    base = server.url(bucket, f"peers-{uuid.uuid4().hex[:8]}")
+    return Where(kind, base, bucket, dict(server.storage_options), server.endpoint_url, env)
+
+
+def _ratio_row(label: str, ours: float | None, peer: float | None, target: float | None, unit: str, size: int) -> Row:
+    """A row of throughput (``size`` bytes per step) or time, with its ratio to ``peer``."""
+    if ours is None:
+        return Row(label, "failed", "", "", "")
+    value = f"{size / ours / 1e6:.0f} MB/s" if unit == "MB/s" else f"{ours:.2f} s"
+    if peer is None:
+        return Row(label, value, "", "", "")
+    ratio = peer / ours
+    if target is None:
+        return Row(label, value, f"{ratio:.2f}x", "", "")
+    return Row(label, value, f"{ratio:.2f}x", f">= {target:.1f}x", verdict(ratio >= target))
+
+
+def bench_peers(kind: str, server: Any, bucket: str, work: Path, files: int, sizes: list[int], repeat: int) -> None:
+    """One backend: small directory put/get, large put/get per size, metadata (S3)."""
+    small = work / "small"
+    if not small.exists():
+        make_small_tree(small, files, 4096)
+    names = {
+        "s3": ["scalable native", "scalable fsspec", "obstore bare", "s5cmd", "s3fs"],
+        "azure": ["scalable native", "scalable fsspec", "obstore bare"],
+        "gcs": ["scalable fsspec"],
+    }[kind]
+    where = _where(kind, server, bucket)
+    procs = [PeerProcess(n, where, work) for n in names]
+    by = {p.name: p for p in procs}
+    native = by.get("scalable native") or by["scalable fsspec"]
+    rows: list[Row] = []
+
+    def fastest(*peers: str) -> tuple[str, float | None]:
+        found = [(by[n].median(op_now), n) for n in peers if n in by and by[n].median(op_now) is not None]
+        if not found:
+            return "", None
+        t, n = min(found)
+        return n, t
+
+    try:
+        for op_now in ("put_small", "get_small"):
+            interleave_peers(procs, op_now, "small", repeat)
+            verb = "put" if op_now == "put_small" else "get (verified)"
+            for p in procs:
+                if op_now not in p.ops:
+                    continue
+                if p is native and kind == "s3":
+                    peers = ("obstore bare", "s5cmd") if op_now == "put_small" else ("s5cmd",)
+                    for peer in peers:
+                        rows.append(
+                            _ratio_row(
+                                f"{files} x 4 KiB {verb}: {p.name} vs {peer}",
+                                p.median(op_now),
+                                by[peer].median(op_now),
+                                1.0,
+                                "s",
+                                0,
+                            )
+                        )
+                else:
+                    ref = by.get("s5cmd") or by.get("obstore bare")
+                    rows.append(
+                        _ratio_row(
+                            f"{files} x 4 KiB {verb}: {p.name}"
+                            + (f" (ratio vs {ref.name})" if ref is not None and ref is not p else ""),
+                            p.median(op_now),
+                            ref.median(op_now) if ref is not None and ref is not p else None,
+                            None,
+                            "s",
+                            0,
+                        )
+                    )
+        for size in sizes:
+            digest = make_big_file(work / "big.bin", size)
+            read_through(work / "big.bin")
+            label = f"big{size // MiB}"
+            for op_now in ("put_big", "get_big"):
+                interleave_peers(procs, op_now, label, repeat)
+                verb = "put with SHA-256" if op_now == "put_big" else "get (verified)"
+                peer_name, peer_time = fastest("obstore bare", "s5cmd")
+                for p in procs:
+                    if op_now not in p.ops:
+                        continue
+                    ours = p.median(op_now)
+                    is_target = p is native and kind == "s3"
+                    rows.append(
+                        _ratio_row(
+                            f"{size // MiB} MiB {verb if p.name.startswith('scalable') else op_now[:3]}: {p.name}"
+                            + (f" (vs {peer_name})" if peer_name and p.name != peer_name else ""),
+                            ours,
+                            peer_time if p.name != peer_name else None,
+                            0.9 if is_target else None,
+                            "MB/s",
+                            size,
+                        )
+                    )
+            assert digest.startswith("sha256:")
+        if kind == "s3":
+            native.run("seed_meta", "meta", 0)
+            by["scalable fsspec"].run("seed_meta", "meta", 0)
+            for op_now in ("info", "exists"):
+                interleave_peers([native, by["s3fs"], by["scalable fsspec"]], op_now, "meta", repeat)
+                for p in (native, by["scalable fsspec"], by["s3fs"]):
+                    rows.append(
+                        _ratio_row(
+                            f"{op_now} x200: {p.name}",
+                            p.median(op_now),
+                            by["s3fs"].median(op_now) if p.name != "s3fs" else None,
+                            1.0 if p is native else None,
+                            "s",
+                            0,
+                        )
+                    )
+    finally:
+        for p in procs:
+            for op, err in p.errors.items():
+                print(f"  !! {p.name} {op}: {err}")
+            p.close()
+    print_table(
+        f"{kind}: native transport and peers (median of {repeat}; ratio = peer time / time, > 1 is faster)",
+        ("median", "ratio", "target"),
+        rows,
+    )
+
+
 # --------------------------------------------------------------------------- main
 
 
@@ -387,7 +540,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run in about a minute")
     parser.add_argument("--repeat", type=int, default=None, help="rounds per scenario (default 5, quick 2)")
-    parser.add_argument("--only", default="small,large,meta", help="comma-separated scenarios to run")
+    parser.add_argument("--only", default="small,large,meta,peers", help="comma-separated scenarios to run")
+    parser.add_argument("--backends", default="s3,azure,gcs", help="backends of the peers scenario")
+    parser.add_argument("--sizes", default=None, help="large-file sizes of the peers scenario, MiB (256,1024)")
     args = parser.parse_args()
     repeat = args.repeat or (2 if args.quick else 5)
     only = {s.strip() for s in args.only.split(",") if s.strip()}
@@ -410,6 +565,22 @@ def main() -> None:
             bench_large(server, bucket, work, big, repeat)
         if "meta" in only:
             bench_meta(server, bucket, keys, probe, repeat)
+        if "peers" in only:
+            sizes = [int(x) * MiB for x in (args.sizes or ("64" if args.quick else "256,1024")).split(",")]
+            for kind in [b.strip() for b in args.backends.split(",") if b.strip()]:
+                if kind == "s3":
+                    bench_peers("s3", server, bucket, work, files, sizes, repeat)
+                    continue
+                from tests.servers.azurite import Azurite
+                from tests.servers.fakegcs import FakeGcsServer
+
+                other = Azurite() if kind == "azure" else FakeGcsServer()
+                try:
+                    other.start()
+                    other_bucket = other.make_bucket(f"bench-{uuid.uuid4().hex[:8]}")
+                    bench_peers(kind, other, other_bucket, work, files, sizes[:1], repeat)
+                finally:
+                    other.close()  # by the pid it started
     finally:
         server.close()  # SIGTERM then SIGKILL, by the pid it started
         shutil.rmtree(work, ignore_errors=True)

@@ -23,10 +23,17 @@ from scalable.artifacts.store import BaseArtifactStore
 
 pytest_plugins = ["tests.servers.plugin", "tests.secret_scan"]
 
-#: Every backend the contract suite runs against. Object stores need their test server.
-BACKENDS = ["local", "memory", "s3", "gcs", "azure"]
+#: Every backend the contract suite runs against. Object stores need their test server;
+#: ``s3`` and ``azure`` are the native (obstore) transport, ``*-fsspec`` the fsspec one.
+BACKENDS = ["local", "memory", "s3", "s3-fsspec", "gcs", "azure", "azure-fsspec"]
 
 _SERVER_FIXTURE = {"s3": "s3_server", "gcs": "gcs_server", "azure": "azure_server"}
+
+
+def backend_transport(backend: str) -> tuple[str, dict[str, str]]:
+    """``"s3-fsspec"`` -> ``("s3", {"transport": "fsspec"})``; ``"s3"`` -> ``("s3", {})`` (native)."""
+    name, _, transport = backend.partition("-")
+    return name, ({"transport": transport} if transport else {})
 
 
 def make_store_factory(request: pytest.FixtureRequest, backend: str, tmp_path: Path) -> Callable[[], BaseArtifactStore]:
@@ -35,11 +42,13 @@ def make_store_factory(request: pytest.FixtureRequest, backend: str, tmp_path: P
         return lambda: build_artifact_store(tmp_path / f"store-{uuid.uuid4().hex[:8]}")  # type: ignore[return-value]
     if backend == "memory":
         return lambda: build_artifact_store(f"memory://scalable-tests/{uuid.uuid4().hex}")  # type: ignore[return-value]
-    server = request.getfixturevalue(_SERVER_FIXTURE[backend])
+    name, transport = backend_transport(backend)
+    server = request.getfixturevalue(_SERVER_FIXTURE[name])
     bucket = server.shared_bucket()
 
     def factory() -> BaseArtifactStore:
-        return build_artifact_store(server.url(bucket, uuid.uuid4().hex), **server.storage_options)  # type: ignore[return-value]
+        uri = server.url(bucket, uuid.uuid4().hex)
+        return build_artifact_store(uri, **server.storage_options, **transport)  # type: ignore[return-value]
 
     return factory
 

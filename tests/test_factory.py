@@ -56,7 +56,12 @@ def test_memory_and_storage_options_reach_the_filesystem() -> None:
     store = build_artifact_store("memory://bucket/prefix")
     assert isinstance(store, FsspecArtifactStore) and store.uri == "memory://bucket/prefix"
     s3 = build_artifact_store(
-        "s3://bucket/prefix", endpoint_url="http://127.0.0.1:1", key="AK", secret="SK", max_concurrency=3
+        "s3://bucket/prefix",
+        endpoint_url="http://127.0.0.1:1",
+        key="AK",
+        secret="SK",
+        max_concurrency=3,
+        transport="fsspec",
     )
     assert isinstance(s3, FsspecArtifactStore)
     assert s3.fs.endpoint_url == "http://127.0.0.1:1" and s3.fs.key == "AK"
@@ -67,12 +72,86 @@ def test_memory_and_storage_options_reach_the_filesystem() -> None:
 def test_s3_store_options_reach_the_store_not_s3fs() -> None:
     from scalable.artifacts.s3 import S3ArtifactStore
 
-    store = build_artifact_store(
-        "s3://bucket/x", endpoint_url="http://127.0.0.1:1", part_size=8 * 1024 * 1024, multipart_threshold=1 << 25
+    for transport in ("native", "fsspec"):
+        store = build_artifact_store(
+            "s3://bucket/x",
+            endpoint_url="http://127.0.0.1:1",
+            part_size=8 * 1024 * 1024,
+            multipart_threshold=1 << 25,
+            transport=transport,
+        )
+        assert isinstance(store, S3ArtifactStore) == (transport == "fsspec")
+        assert store.part_size == 8 * 1024 * 1024 and store.multipart_threshold == 1 << 25
+        assert "part_size" not in store.storage_options
+
+
+@pytest.mark.parametrize("scheme", ["s3", "s3a", "az", "abfs", "abfss"])
+def test_s3_and_azure_use_the_native_transport_unless_told(scheme: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from scalable.artifacts.obstore_store import ObstoreArtifactStore
+
+    monkeypatch.delenv("SCALABLE_TRANSPORT", raising=False)
+    options = (
+        {"key": "AK", "secret": "SK", "endpoint_url": "http://127.0.0.1:1"}
+        if scheme.startswith("s3")
+        else {"account_name": "acct", "account_key": "a2V5"}
     )
-    assert isinstance(store, S3ArtifactStore)
-    assert store.part_size == 8 * 1024 * 1024 and store.multipart_threshold == 1 << 25
-    assert "part_size" not in store.storage_options
+    assert isinstance(build_artifact_store(f"{scheme}://bucket/x", **options), ObstoreArtifactStore)
+    assert isinstance(build_artifact_store(f"{scheme}://bucket/x", transport="fsspec", **options), FsspecArtifactStore)
+    monkeypatch.setenv("SCALABLE_TRANSPORT", "fsspec")
+    assert isinstance(build_artifact_store(f"{scheme}://bucket/x", **options), FsspecArtifactStore)
+    # The argument wins over the environment.
+    assert isinstance(build_artifact_store(f"{scheme}://bucket/x", transport="native", **options), ObstoreArtifactStore)
+
+
+def test_other_schemes_ignore_the_transport(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("SCALABLE_TRANSPORT", "native")
+    assert isinstance(build_artifact_store("memory://bucket/t", transport="native"), FsspecArtifactStore)
+    assert isinstance(build_artifact_store(tmp_path / "s", transport="fsspec"), LocalArtifactStore)
+
+
+def test_an_unknown_transport_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(UnsupportedURIError, match="transport='rust' .* is not a transport: use 'native'"):
+        build_artifact_store("s3://bucket/x", transport="rust")
+    monkeypatch.setenv("SCALABLE_TRANSPORT", "boto")
+    with pytest.raises(UnsupportedURIError, match=r"\$SCALABLE_TRANSPORT='boto'"):
+        build_artifact_store("s3://bucket/x")
+
+
+@pytest.mark.parametrize(
+    ("uri", "options", "named"),
+    [
+        ("s3://bucket/x", {"requester_pays": True}, "requester_pays"),
+        ("s3://bucket/x", {"config_kwargs": {"retries": {"max_attempts": 1}}}, "config_kwargs"),
+        ("s3://bucket/x", {"client_kwargs": {"verify": False}}, "client_kwargs['verify']"),
+        ("az://container/x", {"account_name": "a", "account_key": "a2V5", "blocksize": 1 << 20}, "blocksize"),
+    ],
+)
+def test_an_option_the_native_transport_cannot_honour_names_it(uri: str, options: dict, named: str) -> None:
+    with pytest.raises(UnsupportedURIError) as info:
+        build_artifact_store(uri, **options)
+    message = str(info.value)
+    assert named in message and "transport='fsspec'" in message
+    assert isinstance(build_artifact_store(uri, transport="fsspec", **options), FsspecArtifactStore)
+
+
+def test_native_options_translate_what_s3fs_and_adlfs_take() -> None:
+    from scalable.artifacts.obstore_options import azure_config, s3_config
+
+    client = {"endpoint_url": "http://h:1", "region_name": "r"}
+    s3 = s3_config("b", {"key": "AK", "secret": "SK", "token": "T", "client_kwargs": client})
+    assert s3.config["access_key_id"] == "AK" and s3.config["secret_access_key"] == "SK"
+    assert s3.config["session_token"] == "T" and s3.config["region"] == "r" and s3.config["endpoint"] == "http://h:1"
+    assert s3.endpoint == "http://h:1"
+    assert s3_config("b", {"anon": True}).config["skip_signature"] is True
+    with pytest.raises(UnsupportedURIError, match="key without secret"):
+        s3_config("b", {"key": "AK"})
+    conn = "DefaultEndpointsProtocol=http;AccountName=acct;AccountKey=a2V5PT0=;BlobEndpoint=http://h:2/acct;"
+    az = azure_config("c", {"connection_string": conn})
+    assert az.config["account_name"] == "acct" and az.config["account_key"] == "a2V5PT0="
+    assert az.config["endpoint"] == "http://h:2/acct" and az.endpoint == "http://h:2/acct"
+    cloud = azure_config("c", {"connection_string": "AccountName=acct;AccountKey=k;EndpointSuffix=core.windows.net"})
+    assert cloud.config["endpoint"] == "https://acct.blob.core.windows.net"
+    assert azure_config("c", {"account_name": "acct", "sas_token": "?sv=1&sig=x"}).config["sas_key"] == "sv=1&sig=x"
 
 
 def test_secrets_in_uris_are_not_kept() -> None:
@@ -172,3 +251,28 @@ def test_real_crash_between_bytes_and_ref(tmp_path: Path) -> None:
     assert again.list_artifacts() == ["k"]
     assert again.put_bytes(b"after the crash", "k").size_bytes == len(b"after the crash")
     assert again.get_bytes("k") == b"after the crash"
+
+
+def test_the_manifest_chooses_the_transport(monkeypatch: pytest.MonkeyPatch) -> None:
+    from scalable.artifacts.obstore_store import ObstoreArtifactStore
+    from scalable.manifest.load import parse_manifest
+
+    monkeypatch.delenv("SCALABLE_TRANSPORT", raising=False)
+    text = """\
+version: 1
+project:
+  transport: fsspec
+  storage_options:
+    "s3://fast": {transport: native, key: AK, secret: SK, endpoint_url: "http://127.0.0.1:1"}
+    "s3://": {key: AK, secret: SK, endpoint_url: "http://127.0.0.1:1"}
+"""
+    project = parse_manifest(text).project
+    assert project.storage_options_for("s3://other/x")["transport"] == "fsspec"
+    slow = build_artifact_store("s3://other/x", **project.storage_options_for("s3://other/x"))
+    fast = build_artifact_store("s3://fast/x", **project.storage_options_for("s3://fast/x"))
+    assert isinstance(slow, FsspecArtifactStore) and isinstance(fast, ObstoreArtifactStore)
+    monkeypatch.setenv("SCALABLE_TRANSPORT", "native")  # the variable overrides project.transport
+    assert "transport" not in project.storage_options_for("s3://other/x")
+    assert isinstance(
+        build_artifact_store("s3://other/x", **project.storage_options_for("s3://other/x")), ObstoreArtifactStore
+    )

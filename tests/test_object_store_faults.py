@@ -13,14 +13,22 @@ from scalable import (
     UnsupportedURIError,
     build_artifact_store,
 )
-from scalable.artifacts.retry import RetryPolicy, is_transient, should_retry
+from scalable.artifacts.retry import Deadlines, RetryPolicy, is_transient, should_retry
 from tests.servers.base import find_free_port
 
 FAST = RetryPolicy(attempts=2, base=0.01, cap=0.02)
 SECRET = "do-not-leak-this-secret"
+#: Both transports of s3:// and az://: the native one (obstore) and fsspec's (s3fs, adlfs).
+TRANSPORTS = ["native", "fsspec"]
+#: Options that make each transport give up quickly on a server that is not there.
+QUICK = {
+    "native": {"deadlines": Deadlines(request=1, stall=2, operation=2)},
+    "fsspec": {"config_kwargs": {"retries": {"max_attempts": 1}, "connect_timeout": 1}},
+}
 
 
-def test_unreachable_s3_is_store_unavailable_and_names_the_endpoint() -> None:
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_unreachable_s3_is_store_unavailable_and_names_the_endpoint(transport: str) -> None:
     port = find_free_port()  # nothing listens there
     endpoint = f"http://127.0.0.1:{port}"
     store = build_artifact_store(
@@ -28,8 +36,9 @@ def test_unreachable_s3_is_store_unavailable_and_names_the_endpoint() -> None:
         key="AKIDEXAMPLE",
         secret=SECRET,
         client_kwargs={"endpoint_url": endpoint, "region_name": "us-east-1"},
-        config_kwargs={"retries": {"max_attempts": 1}, "connect_timeout": 1},
         retry_policy=FAST,
+        transport=transport,
+        **QUICK[transport],
     )
     for call in (lambda: store.put_bytes(b"x", "k"), lambda: store.exists("k"), lambda: store.list_artifacts()):
         with pytest.raises(StoreUnavailableError) as info:
@@ -40,50 +49,67 @@ def test_unreachable_s3_is_store_unavailable_and_names_the_endpoint() -> None:
         assert info.value.__cause__ is None and info.value.__suppress_context__  # no stack of botocore internals
 
 
-@pytest.mark.parametrize("backend", ["s3", "gcs", "azure"])
+OBJECT_BACKENDS = ["s3", "s3-fsspec", "gcs", "azure", "azure-fsspec"]
+
+
+def _server_and_options(request: pytest.FixtureRequest, backend: str) -> tuple[object, dict[str, object]]:
+    name, _, transport = backend.partition("-")
+    server = request.getfixturevalue(f"{name}_server")
+    return server, {**server.storage_options, **({"transport": transport} if transport else {})}
+
+
+@pytest.mark.parametrize("backend", OBJECT_BACKENDS)
 def test_missing_bucket_says_how_to_create_it(request: pytest.FixtureRequest, backend: str) -> None:
-    server = request.getfixturevalue(f"{backend}_server")
+    server, options = _server_and_options(request, backend)
     bucket = f"missing-{uuid.uuid4().hex[:12]}"
-    store = build_artifact_store(server.url(bucket, "prefix"), **server.storage_options)
+    store = build_artifact_store(server.url(bucket, "prefix"), **options)
     for call in (lambda: store.put_bytes(b"x", "k"), lambda: store.exists("k"), lambda: store.list_artifacts()):
         with pytest.raises(BucketNotFoundError, match=rf"bucket '{bucket}' .* does not exist.*create=True"):
             call()
-    created = build_artifact_store(server.url(bucket, "prefix"), create=True, **server.storage_options)
+    created = build_artifact_store(server.url(bucket, "prefix"), create=True, **options)
     assert created.put_bytes(b"x", "k").size_bytes == 1
     assert created.get_bytes("k") == b"x"
 
 
+@pytest.mark.parametrize("transport", TRANSPORTS)
 @pytest.mark.parametrize("bucket", ["[bad", "has space"])
-def test_a_bucket_name_s3_would_never_accept_is_a_uri_error(s3_server, bucket: str) -> None:
-    store = build_artifact_store(f"s3://{bucket}/prefix", **s3_server.storage_options)
+def test_a_bucket_name_s3_would_never_accept_is_a_uri_error(s3_server, bucket: str, transport: str) -> None:
+    store = build_artifact_store(f"s3://{bucket}/prefix", transport=transport, **s3_server.storage_options)
     with pytest.raises(UnsupportedURIError, match="check the bucket name"):
         store.exists("k")
 
 
-def test_wrong_s3_credentials(s3_server) -> None:
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_wrong_s3_credentials(s3_server, transport: str) -> None:
     bucket = s3_server.shared_bucket()
     options = s3_server.options_for(s3_server.access_key, SECRET)
-    store = build_artifact_store(s3_server.url(bucket, uuid.uuid4().hex), **options)
+    store = build_artifact_store(s3_server.url(bucket, uuid.uuid4().hex), transport=transport, **options)
     with pytest.raises(AccessDeniedError, match="check the credentials") as info:
         store.put_bytes(b"x", "k")
     assert SECRET not in str(info.value) and isinstance(info.value, PermissionError)
     assert info.value.__suppress_context__
 
 
-def test_wrong_azure_credentials(azure_server) -> None:
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_wrong_azure_credentials(azure_server, transport: str) -> None:
     bucket = azure_server.shared_bucket()
     wrong_key = "d3Jvbmcta2V5LXdyb25nLWtleS13cm9uZy1rZXktd3Jvbmcta2V5LXdyb25nLWtleQ=="
     store = build_artifact_store(
-        azure_server.url(bucket, uuid.uuid4().hex), connection_string=azure_server.connection_string_for(wrong_key)
+        azure_server.url(bucket, uuid.uuid4().hex),
+        connection_string=azure_server.connection_string_for(wrong_key),
+        transport=transport,
     )
     with pytest.raises(AccessDeniedError, match="check the credentials") as info:
         store.put_bytes(b"x", "k")
     assert wrong_key not in str(info.value)
 
 
-def test_read_only_credentials_cannot_write(s3_server) -> None:
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_read_only_credentials_cannot_write(s3_server, transport: str) -> None:
     bucket = s3_server.shared_bucket()
-    store = build_artifact_store(s3_server.url(bucket, uuid.uuid4().hex), **s3_server.readonly_storage_options)
+    store = build_artifact_store(
+        s3_server.url(bucket, uuid.uuid4().hex), transport=transport, **s3_server.readonly_storage_options
+    )
     with pytest.raises(AccessDeniedError):
         store.put_bytes(b"x", "k")
 
@@ -100,6 +126,7 @@ def test_transient_errors_are_retried_then_succeed(s3_server, monkeypatch: pytes
     store = build_artifact_store(
         s3_server.url(s3_server.shared_bucket(), uuid.uuid4().hex),
         retry_policy=RetryPolicy(attempts=4, base=0.01, cap=0.02),
+        transport="fsspec",
         **s3_server.storage_options,
     )
     store.put_bytes(b"payload", "k")
@@ -119,7 +146,10 @@ def test_transient_errors_are_retried_then_succeed(s3_server, monkeypatch: pytes
 
 def test_retries_are_bounded(s3_server, monkeypatch: pytest.MonkeyPatch) -> None:
     store = build_artifact_store(
-        s3_server.url(s3_server.shared_bucket(), uuid.uuid4().hex), retry_policy=FAST, **s3_server.storage_options
+        s3_server.url(s3_server.shared_bucket(), uuid.uuid4().hex),
+        retry_policy=FAST,
+        transport="fsspec",
+        **s3_server.storage_options,
     )
     store.put_bytes(b"payload", "k")
     calls = []
@@ -134,6 +164,58 @@ def test_retries_are_bounded(s3_server, monkeypatch: pytest.MonkeyPatch) -> None
     assert len(calls) == 2
 
 
+def _native_503() -> Exception:
+    """A 503 as obstore reports it."""
+    from obstore.exceptions import GenericError
+
+    return GenericError(
+        "Generic S3 error: Error performing GET http://127.0.0.1:1/b/k in 1ms - Server returned non-2xx "
+        "status code: 503 Service Unavailable: <Error><Code>SlowDown</Code></Error>"
+    )
+
+
+def test_native_transient_errors_are_retried_then_succeed(s3_server, monkeypatch: pytest.MonkeyPatch) -> None:
+    import obstore
+
+    store = build_artifact_store(
+        s3_server.url(s3_server.shared_bucket(), uuid.uuid4().hex),
+        retry_policy=RetryPolicy(attempts=4, base=0.01, cap=0.02),
+        **s3_server.storage_options,
+    )
+    store.put_bytes(b"payload", "k")
+    real = obstore.get
+    calls = []
+
+    def flaky(st, path, *args, **kwargs):
+        calls.append(path)
+        if len(calls) <= 2:
+            raise _native_503()
+        return real(st, path, *args, **kwargs)
+
+    monkeypatch.setattr(obstore, "get", flaky)
+    assert store.get_bytes("k") == b"payload"
+    assert len(calls) >= 3 and calls[0] == calls[1] == calls[2]  # one read, retried twice
+
+
+def test_native_retries_are_bounded(s3_server, monkeypatch: pytest.MonkeyPatch) -> None:
+    import obstore
+
+    store = build_artifact_store(
+        s3_server.url(s3_server.shared_bucket(), uuid.uuid4().hex), retry_policy=FAST, **s3_server.storage_options
+    )
+    store.put_bytes(b"payload", "k")
+    calls = []
+
+    def always_503(st, path, *args, **kwargs):
+        calls.append(path)
+        raise _native_503()
+
+    monkeypatch.setattr(obstore, "get", always_503)
+    with pytest.raises(StoreUnavailableError, match="did not answer within the deadline") as info:
+        store.get_bytes("k")
+    assert len(calls) == 2 and "503" in str(info.value)
+
+
 def test_transient_classification() -> None:
     assert is_transient(Flaky())
     assert is_transient(ConnectionResetError())
@@ -144,13 +226,13 @@ def test_transient_classification() -> None:
     assert is_transient(refused) and not should_retry(refused)  # the driver already retried it
 
 
-@pytest.mark.parametrize("backend", ["s3", "gcs", "azure"])
+@pytest.mark.parametrize("backend", OBJECT_BACKENDS)
 def test_listing_caches_never_go_stale(request: pytest.FixtureRequest, backend: str) -> None:
     """Even with fsspec's listing cache switched on, a store sees its own and others' commits."""
-    server = request.getfixturevalue(f"{backend}_server")
+    server, options = _server_and_options(request, backend)
     url = server.url(server.shared_bucket(), uuid.uuid4().hex)
-    writer = build_artifact_store(url, use_listings_cache=True, **server.storage_options)
-    reader = build_artifact_store(url, use_listings_cache=True, skip_instance_cache=True, **server.storage_options)
+    writer = build_artifact_store(url, use_listings_cache=True, **options)
+    reader = build_artifact_store(url, use_listings_cache=True, skip_instance_cache=True, **options)
     assert writer.list_artifacts() == [] and reader.list_artifacts() == []
     writer.put_bytes(b"1", "a/one")
     assert writer.list_artifacts() == ["a/one"] and reader.list_artifacts() == ["a/one"]

@@ -1,4 +1,6 @@
-"""Large transfers through ``S3ArtifactStore`` against a real S3 server (SeaweedFS on 127.0.0.1).
+"""Large transfers through ``S3ArtifactStore`` (the fsspec transport) against a real S3 server.
+
+The native transport has the same checks in ``test_native_transfers.py``.
 
 What a user relies on: a large file goes up as concurrent multipart parts and comes back
 through concurrent ranged reads with the digest hashlib computes; progress adds up to the
@@ -139,7 +141,11 @@ def stored_paths(server: SeaweedFS, store: S3ArtifactStore) -> list[str]:
 @pytest.mark.parametrize("scheme", ["s3", "s3a"])
 def test_factory_builds_the_s3_store(scheme: str) -> None:
     store = build_artifact_store(
-        f"{scheme}://bucket/prefix", key="AK", secret="SK", client_kwargs={"endpoint_url": "http://127.0.0.1:1"}
+        f"{scheme}://bucket/prefix",
+        key="AK",
+        secret="SK",
+        client_kwargs={"endpoint_url": "http://127.0.0.1:1"},
+        transport="fsspec",
     )
     assert isinstance(store, S3ArtifactStore)
     assert store.uri == f"{scheme}://bucket/prefix"

@@ -1,8 +1,11 @@
 """``build_artifact_store(uri)``: one call from a URI or path to a store.
 
 A plain path (absolute, relative, ``~``) or ``file://`` gives a
-:class:`~scalable.artifacts.local.LocalArtifactStore`; any other fsspec protocol gives a
-:class:`~scalable.artifacts.fsspec_store.FsspecArtifactStore`. Plugins add or replace
+:class:`~scalable.artifacts.local.LocalArtifactStore`; ``s3://`` and ``az://`` (and their
+aliases) give the native :class:`~scalable.artifacts.obstore_store.ObstoreArtifactStore`
+unless the transport is ``fsspec`` (the ``transport`` argument, else ``SCALABLE_TRANSPORT``,
+else the manifest); any other fsspec protocol, and those with ``transport="fsspec"``, gives a
+:class:`~scalable.artifacts.fsspec_store.FsspecArtifactStore` (``S3ArtifactStore`` for S3). Plugins add or replace
 schemes through the ``scalable.artifact_stores`` entry-point group: each entry point is
 named after its scheme and loads a callable ``(uri, **storage_options) -> store``.
 """
@@ -52,6 +55,31 @@ STORE_OPTIONS = ("max_concurrency", "create", "retry_policy", "keep_versions")
 # scalable:// (ref.url) opens with fsspec in any process that builds a store, entry point or not.
 fsspec_view.register()
 
+#: Schemes served by the native (obstore) transport by default.
+NATIVE_STORE = "scalable.artifacts.obstore_store:ObstoreArtifactStore"
+NATIVE_SCHEMES = frozenset({"s3", "s3a", "az", "abfs", "abfss"})
+TRANSPORT_ENV = "SCALABLE_TRANSPORT"
+TRANSPORTS = ("native", "fsspec")
+
+
+def _transport(explicit: Any, text: str) -> str:
+    """The transport asked for: the argument, else ``SCALABLE_TRANSPORT``, else ``native``."""
+    value = explicit if explicit is not None else (os.environ.get(TRANSPORT_ENV) or "native")
+    value = {"obstore": "native", "auto": "native"}.get(str(value).lower(), str(value).lower())
+    if value not in TRANSPORTS:
+        where = "transport=" if explicit is not None else f"${TRANSPORT_ENV}="
+        raise UnsupportedURIError(
+            f"{where}{value!r} for {redact_uri(text)!r} is not a transport: use 'native' (obstore, for s3:// "
+            "and az://) or 'fsspec'"
+        )
+    return value
+
+
+def _load(spec: str) -> Any:
+    module, _, name = spec.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
 _registry: dict[str, StoreFactory] = {}
 _entry_points_loaded = False
 
@@ -87,11 +115,15 @@ def build_artifact_store(uri: str | os.PathLike[str], **storage_options: Any) ->
     >>> store = build_artifact_store("./artifacts")            # doctest: +SKIP
     >>> store = build_artifact_store("s3://bucket/prefix",      # doctest: +SKIP
     ...     endpoint_url="http://127.0.0.1:8333", key="...", secret="...")
+
+    ``transport="fsspec"`` (or ``SCALABLE_TRANSPORT=fsspec``) builds ``s3://`` and ``az://``
+    stores on s3fs/adlfs instead of the native obstore transport; other schemes ignore it.
     """
     text = os.fspath(uri)
     if not isinstance(text, str) or not text:
         raise UnsupportedURIError(f"{uri!r} is not a store URI: give a path or a URI such as s3://bucket/prefix")
     protocol, rest = split_protocol(text)
+    transport = _transport(storage_options.pop("transport", None), text)
     store_kwargs = {k: storage_options.pop(k) for k in STORE_OPTIONS if k in storage_options}
     if protocol in (None, "file", "local"):
         store_kwargs.pop("create", None)  # a local store always creates its root
@@ -107,6 +139,12 @@ def build_artifact_store(uri: str | os.PathLike[str], **storage_options: Any) ->
     assert protocol is not None
     if protocol in _registry:
         return _registry[protocol](text, **store_kwargs, **storage_options)
+    if protocol in NATIVE_SCHEMES and transport == "native":
+        native = _load(NATIVE_STORE)
+        for option in native.store_options:  # part_size, deadlines, ...
+            if option in storage_options:
+                store_kwargs[option] = storage_options.pop(option)
+        return native(text, storage_options=storage_options, **store_kwargs)  # type: ignore[no-any-return]
     if protocol not in known_implementations and protocol not in registry:
         raise UnsupportedURIError(
             f"unknown URI scheme {protocol!r} in {redact_uri(text)!r}: use a path, file://, s3://, gs://, "
@@ -121,12 +159,11 @@ def build_artifact_store(uri: str | os.PathLike[str], **storage_options: Any) ->
         raise UnsupportedURIError(f"the {protocol}:// driver is not installed ({exc}): {how}") from None
     store_class: type[FsspecArtifactStore] = FsspecArtifactStore
     if protocol in BUILTIN_STORES:
-        module, _, name = BUILTIN_STORES[protocol].partition(":")
-        store_class = getattr(importlib.import_module(module), name)
+        store_class = _load(BUILTIN_STORES[protocol])
         for option in getattr(store_class, "store_options", ()):  # e.g. part_size for S3
             if option in storage_options:
                 store_kwargs[option] = storage_options.pop(option)
     return store_class(text, storage_options=storage_options, **store_kwargs)
 
 
-__all__ = ["ENTRY_POINT_GROUP", "build_artifact_store", "register_artifact_store"]
+__all__ = ["ENTRY_POINT_GROUP", "NATIVE_SCHEMES", "TRANSPORT_ENV", "build_artifact_store", "register_artifact_store"]

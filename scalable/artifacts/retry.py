@@ -3,6 +3,10 @@
 Drivers (botocore, gcsfs, adlfs) retry some failures themselves; this layer retries what
 they give up on or do not cover (5xx answers, throttling, reset connections) a bounded
 number of times, then lets the error surface for translation into a ``ScalableError``.
+
+The native (obstore) transport turns its driver's retries off, so this is its only retry
+layer; it also bounds every operation in time with :class:`Deadlines`: each request has
+a timeout, and retries stop once an operation's deadline has passed.
 """
 
 from __future__ import annotations
@@ -156,6 +160,36 @@ class RetryPolicy:
 
 DEFAULT_POLICY = RetryPolicy()
 
+#: The native transport's policy: it is the only retry layer, so it rides out a server that is
+#: down for several seconds (waits of at most 2 s, until the operation's deadline).
+NATIVE_POLICY = RetryPolicy(attempts=40, base=0.25, cap=2.0)
+
+
+@dataclass(frozen=True)
+class Deadlines:
+    """How long an operation of the native transport may take, in seconds.
+
+    ``request``: one lookup or small request (HEAD, LIST, a small PUT, DELETE) gives up after
+    this long. ``stall``: one transfer request (a part, a range) gives up when no byte moved for
+    this long. ``operation``: retries of a failing operation stop once this long has passed since
+    it first failed, so an unreachable or frozen server surfaces as ``StoreUnavailableError``
+    within ``operation`` seconds plus at most one ``request`` (or ``stall``) timeout,
+    while a server that is back within that time never fails the call.
+    """
+
+    request: float = 10.0
+    stall: float = 30.0
+    operation: float = 30.0
+
+    def __post_init__(self) -> None:
+        for name in ("request", "stall", "operation"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or value <= 0:
+                raise ValueError(f"deadline {name!r} must be a positive number of seconds, not {value!r}")
+
+
+DEFAULT_DEADLINES = Deadlines()
+
 
 def retry_call(
     fn: Callable[[], T],
@@ -163,22 +197,35 @@ def retry_call(
     policy: RetryPolicy = DEFAULT_POLICY,
     what: str = "request",
     transient: Callable[[BaseException], bool] = should_retry,
+    deadline: float | None = None,
 ) -> T:
-    """Call ``fn`` until it succeeds, a non-transient error occurs, or attempts run out."""
+    """Call ``fn`` until it succeeds, a non-transient error occurs, or attempts run out.
+
+    With ``deadline`` (seconds), no retry starts once that long has passed since the start of
+    the first attempt that failed, however many attempts are left.
+    """
+    first_failure: float | None = None
     for attempt in range(policy.attempts):
+        started = time.monotonic()
         try:
             return fn()
         except Exception as exc:
             if attempt == policy.attempts - 1 or not transient(exc):
                 raise
             wait = policy.delay(attempt)
+            first_failure = started if first_failure is None else first_failure
+            if deadline is not None and time.monotonic() + wait - first_failure > deadline:
+                raise
             log.info("%s failed (%s); retry %d of %d in %.2fs", what, exc, attempt + 1, policy.attempts - 1, wait)
             time.sleep(wait)
     raise AssertionError("unreachable")
 
 
 __all__ = [
+    "DEFAULT_DEADLINES",
     "DEFAULT_POLICY",
+    "NATIVE_POLICY",
+    "Deadlines",
     "RetryPolicy",
     "http_status",
     "is_connect_failure",

@@ -8,6 +8,7 @@ environment overrides, paths made absolute) are worked out by
 from __future__ import annotations
 
 import copy
+import os
 import re
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
@@ -174,6 +175,11 @@ class Project(_Model):
         description="fsspec storage options by URI prefix ('s3://', 's3://bucket'); "
         "the longest matching prefix applies. Empty values are left out.",
     )
+    transport: Literal["native", "fsspec"] | None = Field(
+        None,
+        description="How s3:// and az:// stores move bytes: 'native' (obstore, the default) or 'fsspec' "
+        "(s3fs/adlfs). A prefix's storage_options may set transport too; SCALABLE_TRANSPORT overrides this.",
+    )
 
     @field_validator(
         "name", "default_storage", "local_cache", "local_mirror", "mirror_max_bytes", "cache_remote", mode="before"
@@ -220,7 +226,11 @@ class Project(_Model):
                 length = len(prefix.rstrip("/")) if not prefix.endswith("://") else len(prefix)
                 if best is None or length > best[0]:
                     best = (length, options)
-        return copy.deepcopy(best[1]) if best else {}
+        found = copy.deepcopy(best[1]) if best else {}
+        # "native" is the factory's default already: only "fsspec" needs saying.
+        if self.transport == "fsspec" and "transport" not in found and not os.environ.get("SCALABLE_TRANSPORT"):
+            found["transport"] = self.transport
+        return found
 
     # Printing or dumping a project never shows credentials; the attributes keep the real values.
     @field_serializer("default_storage", "local_cache", "cache_remote")

@@ -63,10 +63,11 @@ def local_raw(root: Path) -> RawStore:
     )
 
 
-def s3_raw(server: Any) -> RawStore:
+def s3_raw(server: Any, transport: str | None = None) -> RawStore:
     bucket = server.shared_bucket()
     prefix = f"corrupt-{uuid.uuid4().hex[:10]}"
-    store = build_artifact_store(server.url(bucket, prefix), **server.storage_options)
+    extra = {"transport": transport} if transport else {}
+    store = build_artifact_store(server.url(bucket, prefix), **server.storage_options, **extra)
     assert isinstance(store, BaseArtifactStore)
     fs = server.filesystem()
 
@@ -90,10 +91,10 @@ def s3_raw(server: Any) -> RawStore:
 
 
 def make_raw(request: pytest.FixtureRequest, backend: str, tmp_path: Path) -> RawStore:
-    """A fresh, empty store on ``backend`` ("local" or "s3") with raw access to its files."""
+    """A fresh, empty store on ``backend`` ("local", "s3" or "s3-fsspec") with raw access to its files."""
     if backend == "local":
         return local_raw(tmp_path / f"store-{uuid.uuid4().hex[:8]}")
-    return s3_raw(request.getfixturevalue("s3_server"))
+    return s3_raw(request.getfixturevalue("s3_server"), "fsspec" if backend == "s3-fsspec" else None)
 
 
 def run_cli(

@@ -50,7 +50,7 @@ def _run_all(target: Any, argsets: list[tuple[Any, ...]], timeout: float) -> lis
     return codes
 
 
-@pytest.mark.parametrize("backend", ["local", "s3"])
+@pytest.mark.parametrize("backend", ["local", "s3", "s3-fsspec"])
 def test_eight_processes_sharing_keys_never_read_bad_bytes(
     request: pytest.FixtureRequest, backend: str, tmp_path: Path, tally: Tally
 ) -> None:
@@ -59,6 +59,8 @@ def test_eight_processes_sharing_keys_never_read_bad_bytes(
     else:
         server = request.getfixturevalue("s3_server")
         uri, options = server.url(server.shared_bucket(), f"conc-{time.time_ns()}"), dict(server.storage_options)
+        if backend == "s3-fsspec":
+            options["transport"] = "fsspec"
     build_artifact_store(uri, **options)  # create the root before the race
     ops = trials(30, 1000)
     rng = random.Random(f"{SEED}:concurrency-{backend}")

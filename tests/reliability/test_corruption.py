@@ -114,7 +114,7 @@ def _check_refused(raw: RawStore, key: str, layout: str, tmp_path: Path) -> None
 
 @pytest.mark.parametrize("damage", DAMAGES)
 @pytest.mark.parametrize("layout", LAYOUTS)
-@pytest.mark.parametrize("backend", ["local", "s3"])
+@pytest.mark.parametrize("backend", ["local", "s3", "s3-fsspec"])
 def test_damage_is_detected_by_every_read(
     request: pytest.FixtureRequest, backend: str, layout: str, damage: str, tmp_path: Path, tally: object
 ) -> None:
@@ -139,7 +139,7 @@ def test_damage_is_detected_by_every_read(
         tally.add("corruption", trials=n, failures=failures)  # type: ignore[attr-defined]
 
 
-@pytest.mark.parametrize("backend", ["local", "s3"])
+@pytest.mark.parametrize("backend", ["local", "s3", "s3-fsspec"])
 def test_scalable_verify_lists_the_damaged_keys_and_exits_1(
     request: pytest.FixtureRequest, backend: str, tmp_path: Path
 ) -> None:

@@ -58,7 +58,8 @@ def _store_location(request: pytest.FixtureRequest, backend: str, tmp_path: Path
     if backend == "local":
         return str(tmp_path / "store"), {}
     server = request.getfixturevalue("s3_server")
-    return server.url(server.shared_bucket(), f"crash-{time.time_ns()}"), dict(server.storage_options)
+    transport = {"transport": "fsspec"} if backend == "s3-fsspec" else {}
+    return server.url(server.shared_bucket(), f"crash-{time.time_ns()}"), {**server.storage_options, **transport}
 
 
 def run_and_kill(target: Callable[..., None], args: tuple[Any, ...], delay: float | None) -> tuple[str, float]:
@@ -120,7 +121,7 @@ def _make_source(tmp_path: Path, kind: str) -> Path:
 
 
 @pytest.mark.parametrize("kind", ["file", "dir", "big"])
-@pytest.mark.parametrize("backend", ["local", "s3"])
+@pytest.mark.parametrize("backend", ["local", "s3", "s3-fsspec"])
 def test_a_killed_put_leaves_the_old_artifact_or_the_new_one(
     request: pytest.FixtureRequest, backend: str, kind: str, tmp_path: Path, tally: Tally
 ) -> None:

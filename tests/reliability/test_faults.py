@@ -152,12 +152,20 @@ def _check_artifacts(store_uri: str, options: dict[str, Any], run_id: str, keys:
 # --------------------------------------------------------------------------- S3 stopped and restarted
 
 
+#: Per transport, options that make a stopped server fail a call within a few seconds.
+_QUICK_OPTIONS: dict[str, dict[str, Any]] = {
+    "native": {"deadlines": {"request": 2, "stall": 4, "operation": 3}},
+    "fsspec": {"transport": "fsspec", "config_kwargs": {"connect_timeout": 2, "retries": {"max_attempts": 2}}},
+}
+
+
+@pytest.mark.parametrize("transport", ["native", "fsspec"])
 def test_s3_stopped_and_restarted_during_a_session(
-    private_s3: SeaweedFS, project: Path, caplog: pytest.LogCaptureFixture, tally: Any
+    private_s3: SeaweedFS, project: Path, caplog: pytest.LogCaptureFixture, tally: Any, transport: str
 ) -> None:
     bucket = private_s3.make_bucket(f"faults-{uuid.uuid4().hex[:8]}")
     storage, remote = private_s3.url(bucket, "store"), private_s3.url(bucket, "cache")
-    options = {**private_s3.storage_options, "config_kwargs": {"connect_timeout": 2, "retries": {"max_attempts": 2}}}
+    options = {**private_s3.storage_options, **_QUICK_OPTIONS[transport]}
     _manifest(project, storage=storage, cache_dir="./cache", remote=remote, options={"s3://": options})
     configure_cache(remote_backoff=1.0)  # the remote tier rests 1 s after a failure, then is tried again
     n, restarts = trials(6, 20), trials(1, 3)
@@ -205,7 +213,7 @@ def test_s3_stopped_and_restarted_during_a_session(
     assert len(cache_store.list_artifacts("cache/")) >= 2 * n * restarts
     for key in cache_store.list_artifacts("cache/"):
         cache_store.verify(key)
-    tally.add("faults: S3 restarted", trials=restarts, failures=0, lost=lost)
+    tally.add(f"faults: S3 restarted ({transport})", trials=restarts, failures=0, lost=lost)
     assert lost == 0
 
 

@@ -54,12 +54,15 @@ def debug_logs(caplog: pytest.LogCaptureFixture) -> pytest.LogCaptureFixture:
     return caplog
 
 
+@pytest.mark.parametrize("transport", ["native", "fsspec"])
 def test_credentials_in_storage_options_stay_out_of_errors_and_logs(
-    s3_server: Any, debug_logs: pytest.LogCaptureFixture, tally: Any
+    s3_server: Any, debug_logs: pytest.LogCaptureFixture, tally: Any, transport: str
 ) -> None:
     bucket = s3_server.shared_bucket()
     store = build_artifact_store(
-        s3_server.url(bucket, f"secrets-{uuid.uuid4().hex[:8]}"), **s3_server.options_for(CANARY_KEY, CANARY_SECRET)
+        s3_server.url(bucket, f"secrets-{uuid.uuid4().hex[:8]}"),
+        transport=transport,
+        **s3_server.options_for(CANARY_KEY, CANARY_SECRET),
     )
     texts = [repr(store), store.uri]
     for call in (lambda: store.put_bytes(b"x", "k"), lambda: store.get_bytes("k"), lambda: store.list_artifacts()):

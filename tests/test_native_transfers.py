@@ -1,0 +1,276 @@
+"""The native (obstore) transport against real servers: large transfers, primitives, deadlines.
+
+What a user relies on: a large file goes up in parts and comes back by ranges with the digest
+hashlib computes; progress adds up to the size; a put that is interrupted commits nothing and
+leaves no multipart upload on the server; a server that is frozen (SIGSTOP) fails a call
+within its deadline with ``StoreUnavailableError`` and, once resumed, holds every key whole;
+a server restarted within seconds fails no put.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+import signal
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fsspec.callbacks import Callback
+
+from scalable import IntegrityError, StoreUnavailableError, build_artifact_store
+from scalable.artifacts.obstore_store import ObstoreArtifactStore
+from scalable.artifacts.retry import Deadlines
+from scalable.artifacts.store import OBJECTS
+from tests.servers.base import ServerUnavailable
+from tests.servers.seaweedfs import SeaweedFS
+
+MiB = 1024 * 1024
+PART = 5 * MiB
+
+
+def sha256(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(8 * MiB):
+            h.update(chunk)
+    return "sha256:" + h.hexdigest()
+
+
+@pytest.fixture(scope="module")
+def big(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """40 MiB of random bytes: 8 parts of 5 MiB."""
+    path = tmp_path_factory.mktemp("native") / "big.bin"
+    data = os.urandom(40 * MiB)
+    path.write_bytes(data)
+    return path, sha256(data)
+
+
+@pytest.fixture(params=["s3", "azure"])
+def server(request: pytest.FixtureRequest) -> Any:
+    return request.getfixturevalue(f"{request.param}_server")
+
+
+def make_store(server: Any, prefix: str | None = None, **options: Any) -> ObstoreArtifactStore:
+    """A native store on ``server`` (a fresh prefix unless given), parts of 5 MiB, four in flight."""
+    kwargs: dict[str, Any] = {"part_size": PART, "multipart_threshold": PART, "part_concurrency": 4, **options}
+    url = server.url(server.shared_bucket(), prefix or uuid.uuid4().hex)
+    store = build_artifact_store(url, **server.storage_options, **kwargs)
+    assert isinstance(store, ObstoreArtifactStore)
+    return store
+
+
+class Progress(Callback):
+    def __init__(self, on_update: Callable[[int], None] | None = None) -> None:
+        super().__init__()
+        self.sizes: list[int | None] = []
+        self.updates: list[int] = []
+        self._on_update = on_update
+
+    def set_size(self, size: int | None) -> None:
+        self.sizes.append(size)
+
+    def relative_update(self, inc: int = 1) -> None:
+        self.updates.append(inc)
+        if self._on_update is not None:
+            self._on_update(sum(self.updates))
+
+
+def open_uploads(server: SeaweedFS, store: ObstoreArtifactStore) -> list[dict[str, Any]]:
+    """Multipart uploads the S3 server holds under the store's root (asked through s3fs)."""
+    found = server.filesystem().call_s3("list_multipart_uploads", Bucket=store.bucket, Prefix=store.prefix + "/")
+    return list(found.get("Uploads") or [])
+
+
+# ---------------------------------------------------------------- round trips
+
+
+def test_large_file_round_trip(server: Any, big: tuple[Path, str], tmp_path: Path) -> None:
+    src, digest = big
+    store = make_store(server)
+    up = Progress()
+    ref = store.put(src, "models/big.bin", callback=up)
+    assert ref.digest == digest and ref.size_bytes == 40 * MiB
+    assert up.sizes == [40 * MiB] and sum(up.updates) == 40 * MiB and len(up.updates) >= 8  # as parts go
+    if server.protocol == "s3":
+        assert open_uploads(server, store) == []
+    down = Progress()
+    out = store.get("models/big.bin", tmp_path / "back.bin", callback=down)
+    assert file_digest(out) == digest and out.stat().st_size == 40 * MiB
+    assert sum(down.updates) == 40 * MiB and len(down.updates) >= 8
+    assert [p.name for p in tmp_path.iterdir()] == ["back.bin"]
+    assert store.verify("models/big.bin") == ref
+    with store.open("models/big.bin") as f:
+        f.seek(PART + 3)
+        assert f.read(10) == src.read_bytes()[PART + 3 : PART + 13]
+
+
+def test_uneven_last_part_overwrite_and_a_directory(server: Any, tmp_path: Path) -> None:
+    data = os.urandom(12 * MiB + 1)
+    src = tmp_path / "tree"
+    (src / "sub").mkdir(parents=True)
+    for i in range(40):
+        (src / "sub" / f"f{i:02d}.txt").write_bytes(os.urandom(i * 100))
+    (src / "large.bin").write_bytes(data)
+    store = make_store(server)
+    ref = store.put(src, "tree")
+    assert ref.digest == build_artifact_store(tmp_path / "local").put(src, "tree").digest
+    out = store.get("tree", tmp_path / "back")
+    assert all((out / p.relative_to(src)).read_bytes() == p.read_bytes() for p in src.rglob("*") if p.is_file())
+    (src / "large.bin").write_bytes(data[::-1])
+    assert store.put(src / "large.bin", "m.bin").digest == sha256(data[::-1])
+    assert store.get_bytes("m.bin") == data[::-1]
+
+
+def test_damaged_large_object_is_refused(server: Any, tmp_path: Path) -> None:
+    data = os.urandom(12 * MiB + 1)
+    (tmp_path / "m.bin").write_bytes(data)
+    store = make_store(server)
+    store.put(tmp_path / "m.bin", "m.bin")
+    record = store._read_record("m.bin")
+    assert record is not None
+    store._write_bytes(data[: 6 * MiB] + bytes([data[6 * MiB] ^ 1]) + data[6 * MiB + 1 :], record.object)
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(IntegrityError, match="does not match its digest"):
+        store.get("m.bin", out / "m.bin")
+    assert list(out.iterdir()) == []
+
+
+def test_store_pickles_for_workers(server: Any, tmp_path: Path) -> None:
+    store = make_store(server)
+    ref = store.put_bytes(b"payload", "k")
+    clone = pickle.loads(pickle.dumps(store))
+    assert clone.info("k") == ref and clone.get_bytes("k") == b"payload"
+
+
+# ---------------------------------------------------------------- primitives
+
+
+def test_primitives(server: Any) -> None:
+    store = make_store(server)
+    assert store._create_exclusive(b"first", "locks/a") is True
+    assert store._create_exclusive(b"second", "locks/a") is False  # If-None-Match: the first one stays
+    assert store._read_bytes("locks/a") == b"first"
+    assert store._read_range("locks/a", 1, 3) == b"irs"
+    stat = store._head("locks/a")
+    assert stat is not None and stat.size == 5 and stat.mtime.tzinfo is not None
+    assert store._head("locks/missing") is None
+    store._copy_within("locks/a", "copies/a")
+    assert store._read_bytes("copies/a") == b"first"
+    store._write_bytes(b"xy", "locks/bc")
+    store._write_bytes(b"z", "locksmith")  # shares a string prefix, not the folder
+    assert sorted(store._list_stats("locks")) == ["a", "bc"] and store._list_files("locks") == ["a", "bc"]
+    store._remove("locks", recursive=True)
+    store._remove("nothing/here")  # missing is fine
+    assert store._list_files("locks") == [] and store._exists("locksmith")
+
+
+# ---------------------------------------------------------------- interrupted and failing puts
+
+
+def test_interrupted_put_aborts_the_upload(s3_server: SeaweedFS, big: tuple[Path, str]) -> None:
+    src, digest = big
+    store = make_store(s3_server)
+
+    def ctrl_c(sent: int) -> None:
+        if sent >= 3 * PART:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        store.put(src, "big.bin", callback=Progress(ctrl_c))
+    assert not store.exists("big.bin") and store.list_artifacts() == []
+    assert open_uploads(s3_server, store) == []  # obstore aborted it: no parts linger
+    assert store._list_files(OBJECTS) == []
+    assert store.put(src, "big.bin").digest == digest
+
+
+def test_interrupted_stream_write_aborts_the_upload(s3_server: SeaweedFS) -> None:
+    store = make_store(s3_server)
+    with pytest.raises(RuntimeError, match="stop"):
+        with store._open_write("streamed.bin") as out:
+            for _ in range(4):
+                out.write(os.urandom(2 * MiB))  # past one part: a multipart upload is under way
+            raise RuntimeError("stop")
+    assert store._head("streamed.bin") is None
+    assert open_uploads(s3_server, store) == []
+
+
+# ---------------------------------------------------------------- a server of the test's own
+
+
+@pytest.fixture
+def own_s3() -> Iterator[SeaweedFS]:
+    """A SeaweedFS of this test's own, to freeze, stop or kill without disturbing the session's."""
+    try:
+        server = SeaweedFS()
+    except ServerUnavailable as exc:
+        pytest.skip(str(exc))
+    try:
+        server.start()
+        yield server
+    finally:
+        if server.pid is not None:
+            os.kill(server.pid, signal.SIGCONT)  # never leave it stopped: close() must be able to end it
+        server.close()
+
+
+QUICK = Deadlines(request=2, stall=3, operation=4)
+
+
+def test_a_frozen_server_fails_calls_within_their_deadline(own_s3: SeaweedFS, tmp_path: Path) -> None:
+    """SIGSTOP: connections are accepted by the kernel but nothing answers."""
+    store = make_store(own_s3, deadlines=QUICK)
+    before = store.put_bytes(b"old", "k")
+    src = tmp_path / "new.bin"
+    src.write_bytes(os.urandom(64 * 1024))
+    assert own_s3.pid is not None
+    os.kill(own_s3.pid, signal.SIGSTOP)
+    try:
+        for call in (lambda: store.get_bytes("k"), lambda: store.exists("k"), lambda: store.put(src, "k")):
+            began = time.monotonic()
+            with pytest.raises(StoreUnavailableError, match="did not answer within the deadline") as info:
+                call()
+            took = time.monotonic() - began
+            # The deadline, plus at most one request's timeout (the attempt under way when it passed).
+            assert took <= QUICK.operation + QUICK.stall + 1.5, f"{took:.1f} s"
+            assert own_s3.endpoint_url in str(info.value)
+    finally:
+        os.kill(own_s3.pid, signal.SIGCONT)
+    fresh = make_store(own_s3, store.prefix)
+    assert fresh.info("k") == before and fresh.get_bytes("k") == b"old"  # the key is whole: the old version
+    assert fresh.verify("k") == before
+    assert fresh.put(src, "k").digest == file_digest(src)
+
+
+def test_a_put_rides_out_a_server_restarted_within_seconds(own_s3: SeaweedFS, tmp_path: Path) -> None:
+    store = make_store(own_s3)  # the default deadlines
+    src = tmp_path / "f.bin"
+    src.write_bytes(os.urandom(256 * 1024))
+    store.put_bytes(b"warm", "warm")  # bucket checked, connections pooled
+    own_s3.stop()
+    outcome: list[BaseException | None] = []
+
+    def put() -> None:
+        try:
+            store.put(src, "during-outage.bin")
+            outcome.append(None)
+        except BaseException as exc:
+            outcome.append(exc)
+
+    worker = threading.Thread(target=put)
+    worker.start()
+    time.sleep(6)  # the put fails and retries while the server is down
+    own_s3.start()
+    worker.join(60)
+    assert not worker.is_alive() and outcome == [None], outcome
+    assert store.get_bytes("during-outage.bin") == src.read_bytes()
