@@ -51,7 +51,7 @@ from scalable.artifacts.retry import (
     is_connection_error,
     retry_call,
 )
-from scalable.artifacts.store import BaseArtifactStore
+from scalable.artifacts.store import BaseArtifactStore, _source_changed
 from scalable.artifacts.uris import redact_uri, split_protocol
 from scalable.errors import (
     AccessDeniedError,
@@ -603,22 +603,35 @@ class ObstoreArtifactStore(BaseArtifactStore):
         return _Reader(reader, lambda exc: self._translate("read", exc))  # type: ignore[return-value]
 
     # ------------------------------------------------------------------ transfers
-    def _write_file(self, src: Path, rel: str, *, size: int, callback: Callback) -> tuple[str, int]:
+    def _write_file(
+        self, src: Path, rel: str, *, size: int, callback: Callback, expected: str | None = None
+    ) -> tuple[str, int]:
+        """Upload ``src`` to ``rel`` from one read that hashes it; with ``expected``, other bytes never complete."""
         self._ensure_root()
         if size < self.multipart_threshold:
-            return self._bare_call("upload", lambda: self._put_small(src, rel, callback))
-        return self._bare_call("upload", lambda: self._put_large(src, rel, callback))
+            return self._bare_call("upload", lambda: self._put_small(src, rel, callback, expected, size))
+        return self._bare_call("upload", lambda: self._put_large(src, rel, callback, expected, size))
 
-    def _put_small(self, src: Path, rel: str, callback: Callback) -> tuple[str, int]:
+    def _put_small(
+        self, src: Path, rel: str, callback: Callback, expected: str | None = None, size: int | None = None
+    ) -> tuple[str, int]:
         with open(src, "rb", buffering=0) as f:
             data = f.read()
         digest = format_digest(hashlib.sha256(data).hexdigest())
+        if expected is not None and (digest != expected or len(data) != size):
+            raise _source_changed(src)
         obstore.put(self._data, rel, data, use_multipart=False)
         callback.relative_update(len(data))
         return digest, len(data)
 
-    def _put_large(self, src: Path, rel: str, callback: Callback) -> tuple[str, int]:
-        """One read of ``src``: each part is hashed in order as obstore pulls it into the upload."""
+    def _put_large(
+        self, src: Path, rel: str, callback: Callback, expected: str | None = None, size: int | None = None
+    ) -> tuple[str, int]:
+        """One read of ``src``: each part is hashed in order as obstore pulls it into the upload.
+
+        With ``expected``, the stream fails after its last part if the bytes hashed otherwise,
+        so the multipart upload is aborted instead of completed.
+        """
         h = hashlib.sha256()
         total = 0
         reported = 0
@@ -631,6 +644,8 @@ class ObstoreArtifactStore(BaseArtifactStore):
                 callback.relative_update(len(chunk))
                 reported += len(chunk)
                 yield chunk
+            if expected is not None and (format_digest(h.hexdigest()) != expected or total != size):
+                raise _source_changed(src)
 
         try:
             with open(src, "rb", buffering=0) as f:
