@@ -14,7 +14,7 @@ from typing import Annotated, Any
 import typer
 
 from scalable.cli.help import PlainCommand
-from scalable.cli.options import EXIT_FAILURE, Json, Quiet, confirm_or_exit, human_size, plural
+from scalable.cli.options import EXIT_FAILURE, Json, OlderThan, Quiet, confirm_or_exit, human_size, plural
 from scalable.cli.output import Output
 
 cache_app = typer.Typer(
@@ -148,10 +148,7 @@ def cache_clear(
 
 @cache_app.command("prune", cls=PlainCommand)
 def cache_prune(
-    older_than: Annotated[
-        str | None,
-        typer.Option("--older-than", metavar="AGE", help="Remove entries not used for this long (30d, 12h, 15m)."),
-    ] = None,
+    older_than: OlderThan = None,
     max_size: Annotated[
         str | None,
         typer.Option(

@@ -15,7 +15,7 @@ import typer
 
 from scalable.cli.cache_cmds import _duration, _size
 from scalable.cli.help import PlainCommand
-from scalable.cli.options import Json, Quiet, human_size, plural
+from scalable.cli.options import Json, OlderThan, Quiet, human_size, plural
 from scalable.cli.output import Output
 
 mirror_app = typer.Typer(
@@ -59,10 +59,7 @@ def mirror_ls(json_mode: Json = False) -> None:
 
 @mirror_app.command("prune", cls=PlainCommand)
 def mirror_prune(
-    older_than: Annotated[
-        str | None,
-        typer.Option("--older-than", metavar="AGE", help="Remove entries not used for this long (30d, 12h, 15m)."),
-    ] = None,
+    older_than: OlderThan = None,
     max_size: Annotated[
         str | None,
         typer.Option(

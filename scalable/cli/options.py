@@ -81,6 +81,10 @@ ArtifactArg = Annotated[
     ),
 ]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="Print only the result (or nothing).")]
+OlderThan = Annotated[
+    str | None,
+    typer.Option("--older-than", metavar="AGE", help="Remove entries not used for this long (30d, 12h, 15m)."),
+]
 Json = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
 
 
@@ -119,6 +123,7 @@ __all__ = [
     "EXIT_USAGE",
     "ArtifactArg",
     "Json",
+    "OlderThan",
     "Quiet",
     "check_artifact_uri",
     "check_uri",
