@@ -21,6 +21,7 @@ import pytest
 
 from scalable.artifacts import mirror as mirror_module
 from scalable.artifacts.mirror import Mirror, MirrorError, MirrorFullError, default_mirror
+from scalable.artifacts.ref import ArtifactRef
 from scalable.artifacts.store import BaseArtifactStore
 from scalable.cli.app import main
 from scalable.errors import ArtifactNotFoundError, ScalableError
@@ -351,14 +352,28 @@ def test_a_fetch_killed_before_its_record_leaves_an_entry_that_is_replaced(tmp_p
     m.release()
 
 
-def test_version_is_refused_clearly_by_a_store_without_versions(store: BaseArtifactStore, mirror: Mirror) -> None:
-    store.put_bytes(b"v", "k")
-    import inspect
+def test_a_version_is_fetched_and_a_store_without_versions_refuses_clearly(
+    store: BaseArtifactStore, mirror: Mirror
+) -> None:
+    store.put_bytes(b"first", "k")
+    store.put_bytes(b"second", "k")
+    assert mirror.fetch(store, "k", version=1).read_bytes() == b"first"
+    assert mirror.fetch(store, "k").read_bytes() == b"second"
 
-    if "version" in inspect.signature(store.info).parameters:
-        pytest.skip("this store takes version=: the versions tests cover it")
+    class Unversioned:
+        """A third-party store written before versions: its reads take no ``version=``."""
+
+        uri = store.uri
+
+        def info(self, key: str) -> ArtifactRef:
+            return store.info(key)
+
+        def get(self, key: str, local_path: Any, **options: Any) -> Path:
+            return store.get(key, local_path)
+
     with pytest.raises(MirrorError, match="does not support versions yet"):
-        mirror.fetch(store, "k", version="v1")
+        mirror.fetch(Unversioned(), "k", version=1)  # type: ignore[arg-type]
+    mirror.release()
 
 
 def test_the_mirror_is_found_by_environment_then_manifest_then_user_cache(
