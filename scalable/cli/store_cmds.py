@@ -323,8 +323,7 @@ def verify(
             out.result(f"BAD {item['key']}: {item['error']}")
         what = "artifact version" if all_versions else "artifact"
         out.print(
-            f"checked {plural(checked, what)} in {where} ({plural(len(verified), 'distinct object')} read intact): "
-            f"{len(good)} ok, {len(bad)} bad",
+            f"checked {plural(checked, what)} in {where}: {len(good)} ok, {len(bad)} bad",
             markup=False,
         )
     if bad:
