@@ -21,7 +21,10 @@ the read listener on, against the same read unrecorded: the peer); and the repor
 2,000-task run with its inputs and outputs (time to write it, file size).
 
     python bench/bench_catalog.py [--rows 1000000] [--runs 1000] [--refs 100000] [--dir PATH] [--rounds 3]
-                                  [--edges 1000000] [--only lineage]
+                                  [--edges 1000000] [--only lineage|versions] [--versioned-keys 1000]
+
+Versions (issue 14): a rebuild over ``--versioned-keys`` keys of 3 versions each reads every
+version from one listing (``store.iter_versions()``); the peer is ``store.versions(key)`` per key.
 
 Targets (issues 10 and 17): queries under 10 ms; rebuild at least 5,000 refs/s; upstream and
 downstream at depth 5 under 10 ms; recording an input under 50 us on top of the read; the
@@ -138,7 +141,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--dir", type=Path, default=None, help="work folder (the store is kept there for reuse)")
     parser.add_argument("--edges", type=int, default=1_000_000)
-    parser.add_argument("--only", choices=("lineage",), default=None, help="run only the lineage part")
+    parser.add_argument(
+        "--only", choices=("lineage", "versions"), default=None, help="run only the lineage or the versions part"
+    )
+    parser.add_argument("--versioned-keys", type=int, default=1000, help="keys of the versions part (3 versions each)")
     args = parser.parse_args()
     work = args.dir or Path(tempfile.gettempdir()) / "scalable-bench-catalog"
     work.mkdir(parents=True, exist_ok=True)
@@ -147,6 +153,9 @@ def main() -> None:
     print(f"# folder {work}; medians")
     if args.only == "lineage":
         bench_lineage(work, args)
+        return
+    if args.only == "versions":
+        bench_versions(work, args)
         return
 
     # 1. queries over a million rows
@@ -234,6 +243,43 @@ def main() -> None:
     for leftover in [*work.glob("million.sqlite*"), *work.glob("rebuilt.sqlite*")]:
         leftover.unlink()
     bench_lineage(work, args)
+
+
+# --- versions ---------------------------------------------------------------------------------------
+def bench_versions(work: Path, args: argparse.Namespace) -> None:
+    """Rebuild over ``--versioned-keys`` keys of 3 versions each: every version from one listing
+    (``store.iter_versions()``, what ``Catalog.rebuild`` reads), against the peer that lists each
+    key's versions on its own (``store.versions(key)`` per key of ``iter_refs()``)."""
+    root = work / f"versioned-{args.versioned_keys}"
+    store = LocalArtifactStore(root)
+    if not root.exists():
+        for i in range(args.versioned_keys):
+            for v in range(3):
+                store.put_bytes(f"{i}-{v}".encode(), f"case-{i // 100:03d}/member-{i:05d}.bin")
+    n = args.versioned_keys * 3
+    listing, per_key, whole = [], [], []
+    for _ in range(args.rounds):
+        start = time.perf_counter()
+        assert sum(1 for _ in store.iter_versions()) == n
+        listing.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        assert sum(len(store.versions(ref.key)) for ref in store.iter_refs()) == n
+        per_key.append(time.perf_counter() - start)
+        for leftover in work.glob("versions.sqlite*"):
+            leftover.unlink()
+        with Catalog(work / "versions.sqlite") as rebuilt:
+            start = time.perf_counter()
+            report = rebuilt.rebuild([store], [])
+            whole.append(time.perf_counter() - start)
+            assert report.refs == n == rebuilt.counts()["artifacts"]
+    one, peer, total = (statistics.median(x) for x in (listing, per_key, whole))
+    print(f"\n| {args.versioned_keys:,} keys x 3 versions | median s | versions/s | ratio to peer |")
+    print("|---|---:|---:|---:|")
+    print(f"| iter_versions() (one listing) | {one:.3f} | {n / one:,.0f} | {peer / one:.2f}x faster |")
+    print(f"| peer: versions(key) per key | {peer:.3f} | {n / peer:,.0f} | 1.00 |")
+    print(f"| whole Catalog.rebuild | {total:.3f} | {n / total:,.0f} | target 5,000/s: {n / total / 5000:.2f} |")
+    for leftover in work.glob("versions.sqlite*"):
+        leftover.unlink()
 
 
 # --- lineage ----------------------------------------------------------------------------------------

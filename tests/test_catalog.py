@@ -133,7 +133,9 @@ def test_an_overwritten_artifact_keeps_the_run_that_made_its_old_bytes(project: 
     first = run_session(store, runs_dir, {"model": "v1"}, key_for=lambda name: "shared/model.txt")
     second = run_session(store, runs_dir, {"model": "v2"}, key_for=lambda name: "shared/model.txt")
     catalog = Catalog()
-    old, new = (catalog.find(key="shared/model.txt", run=run) for run in (first, second))
+    assert catalog.find(key="shared/model.txt", run=first) == []  # superseded: only with all_versions
+    old, new = (catalog.find(key="shared/model.txt", run=run, all_versions=True) for run in (first, second))
+    assert (old[0].version, new[0].version) == (1, 2)
     assert old[0].digest != new[0].digest
     assert store.info("shared/model.txt").digest == new[0].digest
     assert catalog.runs_for_digest(old[0].digest) == [first]
@@ -163,6 +165,51 @@ def test_a_rebuild_adds_artifacts_no_run_recorded_and_a_later_recording_takes_th
     rows = catalog.find(digest=loose.digest)
     assert [r.run_id for r in rows] == [run_id]  # the recording replaced the run-less row
     assert rebuilt(project, [store], [runs_dir]).snapshot() == catalog.snapshot()
+
+
+def test_a_key_recorded_three_times_is_one_row_and_three_with_all_versions(project: Path) -> None:
+    store = build_artifact_store(project / "artifacts")
+    runs_dir = project / ".scalable" / "runs"
+    same_key: Callable[[str], str] = lambda name: "shared/model.txt"  # noqa: E731
+    runs = [run_session(store, runs_dir, {"model": f"v{i}"}, key_for=same_key) for i in (1, 2, 3)]
+    events = [json.loads(line) for line in (runs_dir / runs[2] / "artifacts.jsonl").read_text().splitlines()]
+    assert [e["version"] for e in events if e["event"] == "artifact.recorded"] == [3]  # the version the put made
+    fed = Catalog()
+    from_store = rebuilt(project, [store], [])  # a fresh catalog from the store alone (its telemetry copies)
+    for catalog in (fed, from_store):
+        (latest,) = catalog.find(key="shared/model.txt")
+        assert (latest.version, latest.run_id, latest.digest) == (3, runs[2], store.info("shared/model.txt").digest)
+        every = catalog.find(key="shared/model.txt", all_versions=True)
+        assert [(r.version, r.run_id) for r in every] == [(1, runs[0]), (2, runs[1]), (3, runs[2])]
+        assert catalog.latest_versions([(latest.store, latest.key)]) == {(latest.store, latest.key): 3}
+    assert from_store.snapshot()["artifacts"] == fed.snapshot()["artifacts"]
+
+
+def test_a_rebuild_indexes_every_retained_version_of_keys_no_run_recorded(
+    project: Path, any_store: BaseArtifactStore
+) -> None:
+    for data in (b"one", b"two", b"one"):  # the third version has the first one's bytes: still its own row
+        any_store.put_bytes(data, "inputs/x.bin")
+    any_store.put_bytes(b"other", "inputs/y.bin")
+    any_store.put_bytes(b"gone", "inputs/z.bin")
+    any_store.delete("inputs/z.bin")  # a deleted key has no retained version
+    catalog = Catalog(project / "fresh.sqlite")
+    report = catalog.rebuild([any_store])
+    assert (report.refs, report.unrecorded) == (4, 4)
+    assert [(r.key, r.version) for r in catalog.find()] == [("inputs/x.bin", 3), ("inputs/y.bin", 1)]
+    every = catalog.find(key="inputs/x.bin", all_versions=True)
+    assert [r.version for r in every] == [1, 2, 3] and every[0].digest == every[2].digest != every[1].digest
+    assert [r.version for r in catalog.find(digest=every[0].digest, all_versions=True)] == [1, 3]
+    assert [(r.key, r.version) for r in any_store.iter_versions("inputs/x")] == [("inputs/x.bin", n) for n in (1, 2, 3)]
+
+
+def test_rows_without_a_version_are_latest_until_the_key_has_a_versioned_row(tmp_path: Path) -> None:
+    catalog = Catalog(tmp_path / "c.sqlite")
+    catalog.add_artifacts([make_row(digest=DIGESTS[0], run="run-a"), make_row(digest=DIGESTS[1], run="run-b")])
+    assert len(catalog.find(key="k")) == 2  # telemetry from before versions: nothing says which is older
+    catalog.add_artifacts([make_row(digest=DIGESTS[2], run="run-c")._replace(version=4)])
+    assert [r.digest for r in catalog.find(key="k")] == [DIGESTS[2]]
+    assert len(catalog.find(key="k", all_versions=True)) == 3
 
 
 def test_torn_and_invalid_telemetry_lines_are_skipped_the_same_way(project: Path) -> None:
@@ -395,6 +442,7 @@ def test_a_rebuild_over_a_damaged_ref_record_names_it(tmp_path: Path, tree: Path
         ("files/f.txt", "file"),
         ("trees/t1", "dir"),
     ]
-    (store.root / ".scalable/refs/files/f.txt").write_text('{"format": "scalable.ref/2", "ref": {}}')
+    # A rebuild reads the version records (the head is a copy of the latest one).
+    (store.root / ".scalable/versions/files/f.txt/1").write_text('{"format": "scalable.ref/2", "ref": {}}')
     with pytest.raises(IntegrityError, match="'files/f.txt'.*damaged"):
         catalog.rebuild([store])

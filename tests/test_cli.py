@@ -362,6 +362,41 @@ def test_a_corrupt_artifact_fails_get_and_verify_naming_the_key(cli: Cli, work: 
     assert r.code == 1 and r.out.startswith("BAD runs/b.txt") and len(r.out.splitlines()) == 1
 
 
+def test_verify_reads_each_shared_object_once_and_reports_every_key(
+    cli: Cli, work: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from scalable.artifacts.local import LocalArtifactStore
+
+    store = LocalArtifactStore(work / "st")
+    keys = [f"k/{i:02d}.txt" for i in range(50)]
+    for key in keys:
+        store.put_bytes(b"the same bytes\n", key)
+    for data in (b"one", b"two", b"one"):  # three versions of a key, two contents
+        store.put_bytes(data, "v.txt")
+    reads: list[str] = []
+    real_open = LocalArtifactStore._open_read
+
+    def counting_open(self: LocalArtifactStore, rel: str):  # type: ignore[no-untyped-def]
+        if rel.startswith(".scalable/objects/"):
+            reads.append(rel)
+        return real_open(self, rel)
+
+    monkeypatch.setattr(LocalArtifactStore, "_open_read", counting_open)
+    r = cli("verify", "./st")
+    assert (r.code, r.out) == (0, f"checked 51 artifacts in {(work / 'st').as_uri()}: 51 ok, 0 bad\n")
+    assert len(reads) == len(set(reads)) == 2  # 50 keys, one object: read once
+    reads.clear()
+    doc = json.loads(cli("verify", "./st", "--all-versions", "--json").out)
+    assert doc["ok"] == [*keys, "v.txt@1", "v.txt@2", "v.txt"] and doc["bad"] == []
+    assert doc["checked"] == 53 and doc["objects"] == 3 and len(reads) == len(set(reads)) == 3
+
+    flip_a_byte(work / "st", keys[0])
+    r = cli("verify", "./st#k/")
+    assert r.code == 1
+    assert [line.split(":")[0] for line in r.out.splitlines()[:-1]] == [f"BAD {key}" for key in keys]
+    assert r.out.splitlines()[-1].endswith(": 0 ok, 50 bad")
+
+
 def test_verify_reports_missing_bytes(cli: Cli, work: Path) -> None:
     assert cli("put", "d", "./st#runs/d", "-q").code == 0
     from scalable.artifacts.layout import object_path

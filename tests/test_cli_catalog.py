@@ -90,7 +90,7 @@ def test_find_by_name_and_digest_says_which_runs_produced_it(project: Path, caps
     second = record_run("artifacts", ["members/m1.csv"])
     code, out, _ = cli(capsys, "find", "--name", "members/*", "--json")
     rows = json.loads(out)
-    assert code == 0 and [r["run_id"] for r in rows] == [first, second]
+    assert code == 0 and [(r["run_id"], r["version"]) for r in rows] == [(first, 1), (second, 1)]  # a key per run
     digest = rows[0]["digest"]
     code, out, _ = cli(capsys, "find", "--digest", digest)
     assert code == 0 and out.splitlines()[-1] == f"produced by 2 runs: {first}, {second}"
@@ -98,6 +98,31 @@ def test_find_by_name_and_digest_says_which_runs_produced_it(project: Path, caps
     assert [r["name"] for r in json.loads(out)] == ["notes.txt"]
     code, _, err = cli(capsys, "find", "--since", "last tuesday")
     assert code == 1 and err.startswith("error: since='last tuesday' is not a time")
+
+
+def test_find_shows_the_latest_version_and_all_versions_as_pasteable_key_at_n(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store = build_artifact_store("artifacts")
+    for data in (b"first", b"second", b"third"):
+        store.put_bytes(data, "model.bin")
+    assert cli(capsys, "reindex", "artifacts", "-q") == (0, "", "")
+    where = f"{store.uri}#model.bin"
+    code, out, _ = cli(capsys, "find", "--name", "model.bin")
+    header, *lines = out.splitlines()
+    assert code == 0 and "version" in header.split() and len(lines) == 1
+    assert lines[0].split()[-2:] == ["3", where]
+    code, out, _ = cli(capsys, "find", "--name", "model.bin", "--all-versions")
+    shown = [line.split()[-2:] for line in out.splitlines()[1:]]
+    assert shown == [["1", f"{where}@1"], ["2", f"{where}@2"], ["3", where]]
+    assert cli(capsys, "get", f"{where}@1", "old.bin", "-q")[0] == 0  # the column pastes into get
+    assert Path("old.bin").read_bytes() == b"first"
+    Path(".scalable/catalog.sqlite").unlink()  # a fresh catalog, rebuilt from the store: the same answers
+    assert cli(capsys, "reindex", "artifacts", "-q")[0] == 0
+    code, out, _ = cli(capsys, "find", "--name", "model.bin", "--all-versions", "--json")
+    assert [r["version"] for r in json.loads(out)] == [1, 2, 3]
+    code, out, _ = cli(capsys, "find", "--name", "model.bin", "--json")
+    assert [r["version"] for r in json.loads(out)] == [3]
 
 
 def test_reindex_rebuilds_from_a_store_and_the_runs_dir(project: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -601,6 +601,35 @@ class BaseArtifactStore(ABC):
                     if isinstance(record, RefRecord):
                         yield record.ref
 
+    def iter_versions(self, prefix: str = "") -> Iterator[ArtifactRef]:
+        """Every retained version of every key starting with ``prefix``: keys in order, each oldest first.
+
+        One listing of the version records below ``prefix`` and batched reads, where calling
+        :meth:`versions` per key would list once per key.
+        """
+        prefix = validate_prefix(prefix)
+        folder = prefix.rpartition("/")[0]
+        rel_dir = f"{VERSIONS}/{folder}" if folder else VERSIONS
+        numbers: dict[str, list[str]] = {}
+        for name in self._list_files(rel_dir):
+            rel_key, _, number = name.rpartition("/")
+            key = f"{folder}/{rel_key}" if folder and rel_key else rel_key
+            if key and key.startswith(prefix):
+                numbers.setdefault(key, []).append(number)
+        keys = sorted(numbers)
+        for start in range(0, len(keys), 200):
+            batch = {k: version_numbers(numbers[k]) for k in keys[start : start + 200]}
+            found = self._read_many([version_path(k, n) for k, ns in batch.items() for n in ns])
+            for k, ns in batch.items():
+                kept: list[ArtifactRef] = []
+                for n in ns:
+                    data = found.get(version_path(k, n))
+                    if data is None:
+                        continue
+                    rec = RefRecord.from_bytes(data, k, self._uri)
+                    kept = [] if isinstance(rec, Tombstone) else [*kept, rec.ref]
+                yield from kept
+
     def versions(self, key: str) -> list[ArtifactRef]:
         """Every retained version of ``key``, oldest first (``ArtifactNotFoundError`` if it has none)."""
         key = validate_key(key)
@@ -637,15 +666,25 @@ class BaseArtifactStore(ABC):
             if n < tomb:
                 self._remove_quietly(version_path(key, n))
 
-    def verify(self, key: str, *, version: VersionSpec = None) -> ArtifactRef:
-        """Re-read and re-hash every stored byte of ``key``; return its ref or raise ``IntegrityError``."""
+    def verify(self, key: str, *, version: VersionSpec = None, verified: set[str] | None = None) -> ArtifactRef:
+        """Re-read and re-hash every stored byte of ``key``; return its ref or raise ``IntegrityError``.
+
+        ``verified``, if given, is the set of objects found intact so far (by earlier calls
+        sharing it): objects in it are not read again, and the ones this call finds intact
+        are added. Many keys and versions can name one object, so checking a whole store
+        with one set reads each distinct object once.
+        """
         record = self._resolve(key, version)
+        done: set[str] = set() if verified is None else verified
 
         def check(rec: RefRecord) -> ArtifactRef:
+            if rec.object in done:  # the file, the pack, or a tree manifest (whose members were checked with it)
+                return rec.ref
             if rec.layout == Layout.FILE:
                 with self._open_record(rec, None, True) as f:
                     while f.read(8 * 1024 * 1024):
                         pass
+                done.add(rec.object)
                 return rec.ref
             entries = self._tree_entries(rec)
             if rec.layout == Layout.PACKED:
@@ -653,9 +692,15 @@ class BaseArtifactStore(ABC):
             else:
                 for entry in entries:
                     if entry.type == "file":
+                        member = object_path(entry.digest) if entry.digest else ""
+                        if member in done:
+                            continue
                         with self._open_record(rec, entry.path, True) as f:
                             while f.read(8 * 1024 * 1024):
                                 pass
+                        if member:
+                            done.add(member)
+            done.add(rec.object)
             return rec.ref
 
         return self._with_current(record, check)

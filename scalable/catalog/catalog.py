@@ -44,14 +44,21 @@ _EXCLUDED_RANK = (
 # One recording per (store, key, digest, run): the earliest wins, as in rebuild.recording_rank.
 _UPSERT = (
     f"INSERT INTO artifacts ({_COLUMNS}) VALUES ({_MARKS}) "
-    "ON CONFLICT (store, key, digest, ifnull(run_id, '')) DO UPDATE SET "
+    "ON CONFLICT (store, key, ifnull(version, 0), digest, ifnull(run_id, '')) DO UPDATE SET "
     "created_at = excluded.created_at, task = excluded.task, name = excluded.name, kind = excluded.kind, "
     "metadata = excluded.metadata, uri = excluded.uri, artifact_kind = excluded.artifact_kind, "
     f"size_bytes = excluded.size_bytes WHERE {_EXCLUDED_RANK} < {_RANK}"
 )
 _INSERT = f"INSERT INTO artifacts ({_COLUMNS}) VALUES ({_MARKS})"
-_DROP_UNRECORDED = "DELETE FROM artifacts WHERE store = ? AND key = ? AND digest = ? AND run_id IS NULL"
-_HAS_RECORDING = "SELECT 1 FROM artifacts WHERE store = ? AND key = ? AND digest = ? AND run_id IS NOT NULL LIMIT 1"
+# A recording of a version replaces the run-less row of that version; one without a version
+# (telemetry from before versions) replaces the run-less rows of every version with its bytes.
+_DROP_UNRECORDED = (
+    "DELETE FROM artifacts WHERE store = ? AND key = ? AND digest = ? AND run_id IS NULL AND (? IS NULL OR version = ?)"
+)
+_HAS_RECORDING = (
+    "SELECT 1 FROM artifacts WHERE store = ? AND key = ? AND digest = ? AND run_id IS NOT NULL "
+    "AND (version IS NULL OR version = ?) LIMIT 1"
+)
 _EDGE_INSERT = (
     f"INSERT OR IGNORE INTO lineage ({', '.join(schema.EDGE_COLUMNS)}) "
     f"VALUES ({', '.join('?' * len(schema.EDGE_COLUMNS))})"
@@ -202,16 +209,16 @@ class Catalog:
         """Add artifact rows (one transaction); return how many were given.
 
         A recording already held is kept or replaced by the rule rebuild uses (the earliest
-        wins); a recorded row replaces the run-less row of the same store, key and digest,
-        and a run-less row is not added beside a recording of the same bytes.
+        wins); a recorded row replaces the run-less row of the same store, key, version and
+        digest, and a run-less row is not added beside a recording of the same version.
         """
         rows = list(rows)
         with self._write() as conn:
             for row in rows:
                 ident = (row.store, row.key, row.digest)
                 if row.run_id is not None:
-                    conn.execute(_DROP_UNRECORDED, ident)
-                elif conn.execute(_HAS_RECORDING, ident).fetchone():
+                    conn.execute(_DROP_UNRECORDED, (*ident, row.version, row.version))
+                elif conn.execute(_HAS_RECORDING, (*ident, row.version)).fetchone():
                     continue
                 conn.execute(_UPSERT, row.as_tuple())
         return len(rows)
@@ -277,7 +284,7 @@ class Catalog:
             conn.execute("DROP INDEX IF EXISTS artifacts_identity")
             conn.execute("DROP INDEX IF EXISTS lineage_identity")
             schema.drop_query_indexes(conn)
-            conn.executemany(_INSERT, artifacts)
+            conn.executemany(_INSERT, (row.as_tuple() for row in artifacts))
             conn.executemany(_RUN_UPSERT, (run.as_tuple() for run in runs))
             conn.executemany(_EDGE_INSERT, (edge.as_tuple() for edge in report.edge_rows))
             conn.execute(schema.IDENTITY_INDEX)
@@ -310,12 +317,15 @@ class Catalog:
         since: datetime | str | None = None,
         until: datetime | str | None = None,
         limit: int | None = None,
+        all_versions: bool = False,
     ) -> list[ArtifactRow]:
-        """Artifacts matching every filter given, oldest first.
+        """Artifacts matching every filter given, oldest first: each key's latest version (``all_versions``: all).
 
         ``run`` is a run id or a unique prefix of one; ``name`` a glob (``members/*``);
         ``digest`` with or without ``sha256:``; ``since`` inclusive, ``until`` exclusive
-        (datetimes, or ISO 8601 text; naive times are UTC).
+        (datetimes, or ISO 8601 text; naive times are UTC). Without ``all_versions`` a row
+        is left out when its key has a later version in its store, so ``find(run=...)``
+        of an older run shows only what that run made that is still current.
         """
         with self._reading():
             if run is not None:
@@ -332,7 +342,13 @@ class Catalog:
                 since=since,
                 until=until,
                 limit=limit,
+                latest_only=not all_versions,
             )
+
+    def latest_versions(self, pairs: Iterable[tuple[str, str]]) -> dict[tuple[str, str], int | None]:
+        """The latest version the catalog knows of each ``(store, key)`` (``None`` if it knows none with a number)."""
+        with self._reading():
+            return {pair: query.latest_version(self._conn, *pair) for pair in set(pairs)}
 
     def runs_for_digest(self, digest: str) -> list[str]:
         """Which runs produced these bytes: run ids that recorded ``digest``, earliest first."""

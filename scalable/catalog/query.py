@@ -20,6 +20,14 @@ from scalable.telemetry.runids import SHOWN_CANDIDATES, pick_run_id
 
 _ARTIFACT_SELECT = "SELECT " + ", ".join(ARTIFACT_COLUMNS) + " FROM artifacts"
 _RUN_SELECT = "SELECT " + ", ".join(RUN_COLUMNS) + " FROM runs"
+#: A row is its key's latest when no row of the same store and key has a higher version (a
+#: missing version counts as 0: telemetry from before versions is latest until a versioned row exists).
+#: Answered from the identity index, which leads with (store, key, ifnull(version, 0)).
+_MAX_VERSION = "SELECT max(ifnull(b.version, 0)) FROM artifacts b WHERE b.store = ? AND b.key = ?"
+_IS_LATEST = (
+    "ifnull(version, 0) = (SELECT max(ifnull(b.version, 0)) FROM artifacts b "
+    "WHERE b.store = artifacts.store AND b.key = artifacts.key)"
+)
 
 
 def normalize_digest(digest: str) -> str:
@@ -50,10 +58,13 @@ def find_artifacts(
     since: datetime | str | None = None,
     until: datetime | str | None = None,
     limit: int | None = None,
+    latest_only: bool = False,
 ) -> list[ArtifactRow]:
-    """Artifacts matching every filter given, oldest first (then by store and key)."""
+    """Artifacts matching every filter given, oldest first (then by store and key); ``latest_only``: keys' latest."""
     where: list[str] = []
     args: list[Any] = []
+    if latest_only:
+        where.append(_IS_LATEST)
     for column, value in (("run_id", run), ("task", task), ("kind", kind), ("store", store), ("key", key)):
         if value is not None:
             where.append(f"{column} = ?")
@@ -78,6 +89,12 @@ def find_artifacts(
         sql += " LIMIT ?"
         args.append(int(limit))
     return [ArtifactRow(*row) for row in conn.execute(sql, args)]
+
+
+def latest_version(conn: sqlite3.Connection, store: str, key: str) -> int | None:
+    """The highest version of ``key`` in ``store`` the catalog holds (``None`` if none has a number)."""
+    row = conn.execute(_MAX_VERSION, (store, key)).fetchone()
+    return int(row[0]) if row and row[0] else None
 
 
 def runs_for_digest(conn: sqlite3.Connection, digest: str) -> list[str]:
@@ -140,4 +157,12 @@ def get_run(conn: sqlite3.Connection, run_id: str) -> RunRow:
     return RunRow(*row)
 
 
-__all__ = ["find_artifacts", "get_run", "list_runs", "normalize_digest", "resolve_run", "runs_for_digest"]
+__all__ = [
+    "find_artifacts",
+    "get_run",
+    "latest_version",
+    "list_runs",
+    "normalize_digest",
+    "resolve_run",
+    "runs_for_digest",
+]

@@ -3,10 +3,12 @@
 The rows a rebuild makes are the rows sessions add as they record, by the same functions
 (:mod:`scalable.catalog.rows`), merged by the same rules the catalog's inserts apply:
 
-- one recorded row per (store, key, digest, run); of several recordings, the earliest
-  (then the smallest task, name, kind and metadata, so ties too are decided the same way);
-- a committed ref that no run recorded with the same store, key and digest gets a row
-  with ``run_id`` ``None``; a ref under ``runs/<id>/telemetry/`` is a run's telemetry and
+- one recorded row per (store, key, version, digest, run); of several recordings, the
+  earliest (then the smallest task, name, kind and metadata, so ties too are decided the
+  same way);
+- every retained version of every key (``store.iter_versions()``: one listing) that no run
+  recorded (same store, key, version and digest, or a recording without a version of the
+  same bytes) gets a row with ``run_id`` ``None``; a ref under ``runs/<id>/telemetry/`` is a run's telemetry and
   feeds the ``runs`` table instead;
 - a run found in several places (its run directory and its store's copy) takes the most
   finished copy: one with an end time, then one with a summary, then the local one.
@@ -19,12 +21,13 @@ key moved on. What a store holds now is ``store.list_artifacts()``.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from scalable.artifacts.base import ArtifactStore
+from scalable.artifacts.ref import ArtifactRef
 from scalable.catalog.lineage_rows import EdgeRow
 from scalable.catalog.rows import ArtifactRow, RunRow, artifact_row_from_ref
 from scalable.catalog.sources import (
@@ -89,7 +92,7 @@ class RebuildReport:
 
 class _Merge:
     def __init__(self) -> None:
-        self.recorded: dict[tuple[str, str, str, str | None], ArtifactRow] = {}
+        self.recorded: dict[tuple[str, str, str, int | None, str | None], ArtifactRow] = {}
         self.runs: dict[str, tuple[tuple[bool, bool, bool], RunRow]] = {}
         self.edges: set[EdgeRow] = set()
         self.skipped = 0
@@ -103,10 +106,16 @@ class _Merge:
             if held is None or rank > held[0]:
                 self.runs[telemetry.run.run_id] = (rank, telemetry.run)
         for row in telemetry.artifacts:
-            ident = (row.store, row.key, row.digest, row.run_id)
+            ident = (row.store, row.key, row.digest, row.version, row.run_id)
             held_row = self.recorded.get(ident)
             if held_row is None or recording_rank(row) < recording_rank(held_row):
                 self.recorded[ident] = row
+
+
+def _retained_versions(store: ArtifactStore) -> Iterator[ArtifactRef]:
+    """Every retained version of every key of ``store`` (a store without versions: each key's current ref)."""
+    iter_versions = getattr(store, "iter_versions", None)
+    return iter_versions("") if iter_versions is not None else store.iter_refs("")
 
 
 def collect(
@@ -123,7 +132,7 @@ def collect(
     for store in stores:
         report.stores.append(store.uri)
         telemetry: dict[str, dict[str, str]] = {}
-        for ref in store.iter_refs(""):
+        for ref in _retained_versions(store):
             report.refs += 1
             found = telemetry_key(ref.key)
             if found is not None:
@@ -137,11 +146,14 @@ def collect(
         report.runs_dirs.append(str(path))
         for run_dir in iter_run_dirs(path):
             merge.add_telemetry(read_run_dir(run_dir), local=True)
-    recorded_idents = {(s, k, d) for (s, k, d, _run) in merge.recorded}
+    # A recording of a version stands for it; one without a version (from before versions) for every version
+    # with its bytes: as Catalog.add_artifacts decides.
+    recorded_idents = {(s, k, d, v) for (s, k, d, v, _run) in merge.recorded}
     artifacts = list(merge.recorded.values())
     report.recorded = len(artifacts)
     for ref, store_uri in unrecorded_refs:
-        if (store_uri, ref.key, ref.digest) not in recorded_idents:
+        ident = (store_uri, ref.key, ref.digest)
+        if (*ident, ref.version) not in recorded_idents and (*ident, None) not in recorded_idents:
             artifacts.append(artifact_row_from_ref(ref, store_uri))
     report.unrecorded = len(artifacts) - report.recorded
     runs = [row for _rank, row in merge.runs.values()]

@@ -52,7 +52,8 @@ class ArtifactRow(NamedTuple):
     ``kind`` is the role the run gave it (``result``, ``input``, ``log``, ...; ``None`` when
     no run recorded it), ``artifact_kind`` what it holds (``file``, ``dir``, ``blob``).
     ``created_at`` is when it was recorded (for a recorded row) or committed (otherwise),
-    as ISO 8601 UTC text; ``metadata`` is JSON text. A named tuple, because a query can
+    as ISO 8601 UTC text; ``metadata`` is JSON text; ``version`` the version of ``key``
+    it is (``None`` for a recording made before stores kept versions). A named tuple, because a query can
     return thousands and a tuple is the cheapest immutable row to build.
     """
 
@@ -68,6 +69,7 @@ class ArtifactRow(NamedTuple):
     task: str | None
     name: str | None
     metadata: str = "{}"
+    version: int | None = None
 
     def as_tuple(self) -> tuple[Any, ...]:
         """The values in :data:`scalable.catalog.schema.ARTIFACT_COLUMNS` order."""
@@ -97,6 +99,7 @@ def artifact_row_from_event(doc: Mapping[str, Any]) -> ArtifactRow:
         task=doc.get("task"),
         name=doc.get("name"),
         metadata=_metadata_text(doc.get("metadata")),
+        version=None if doc.get("version") is None else int(doc["version"]),
     )
 
 
@@ -115,6 +118,7 @@ def artifact_row_from_ref(ref: ArtifactRef, store: str) -> ArtifactRow:
         task=None,
         name=ref.key.rpartition("/")[2],
         metadata=_metadata_text(ref.metadata),
+        version=ref.version,
     )
 
 

@@ -1,9 +1,12 @@
 """The catalog's SQLite schema: two tables, their indexes, and the version that guards them.
 
 ``artifacts`` holds one row per recording: a run (``run_id``) recorded the bytes with
-``digest`` at ``key`` in ``store``. A second recording of the same bytes at the same key in
-the same run keeps the earliest one. A committed artifact that no run recorded has one row
-with ``run_id`` NULL (added by a rebuild). ``runs`` holds one row per run, from its
+``digest`` at ``key`` in ``store`` as its ``version``. A second recording of the same bytes
+at the same key and version in the same run keeps the earliest one. A retained version of a
+key that no run recorded has one row with ``run_id`` NULL (added by a rebuild). A key's
+latest row in its store is the one with its highest ``version`` (rows with no version,
+from telemetry written before stores kept versions, count as latest while the key has no
+versioned row). ``runs`` holds one row per run, from its
 ``run.json`` and ``summary.json``. ``lineage`` holds the edges of the lineage graph (see
 :mod:`scalable.catalog.lineage_rows`), one per distinct edge.
 """
@@ -13,7 +16,7 @@ from __future__ import annotations
 import sqlite3
 
 #: Bumped when a table changes; an older catalog file is dropped and rebuilt, never migrated.
-SCHEMA_VERSION = 2  # 2: the lineage table
+SCHEMA_VERSION = 3  # 2: the lineage table; 3: artifacts.version
 
 ARTIFACT_COLUMNS = (
     "store",
@@ -28,6 +31,7 @@ ARTIFACT_COLUMNS = (
     "task",
     "name",
     "metadata",
+    "version",
 )
 
 RUN_COLUMNS = (
@@ -62,7 +66,8 @@ CREATE TABLE IF NOT EXISTS artifacts (
     run_id        TEXT,
     task          TEXT,
     name          TEXT,
-    metadata      TEXT NOT NULL DEFAULT '{}'
+    metadata      TEXT NOT NULL DEFAULT '{}',
+    version       INTEGER
 );
 CREATE TABLE IF NOT EXISTS runs (
     run_id         TEXT PRIMARY KEY,
@@ -92,9 +97,11 @@ CREATE TABLE IF NOT EXISTS lineage (
 );
 """
 
-#: The unique index every insert relies on (a recording is identified by store, key, digest and run).
+#: The unique index every insert relies on (a recording is identified by store, key, version, digest and run).
+#: Leading with (store, key, version), it also answers "which version of this key is the latest".
 IDENTITY_INDEX = (
-    "CREATE UNIQUE INDEX IF NOT EXISTS artifacts_identity ON artifacts(store, key, digest, ifnull(run_id, ''))"
+    "CREATE UNIQUE INDEX IF NOT EXISTS artifacts_identity ON artifacts"
+    "(store, key, ifnull(version, 0), digest, ifnull(run_id, ''))"
 )
 
 #: One row per distinct edge (leading with ``src``, it also answers the downstream walk).

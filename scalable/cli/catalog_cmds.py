@@ -140,18 +140,36 @@ def _print_table(out: Output, table: Any) -> None:
     Console(file=sys.stdout, width=200, highlight=False, soft_wrap=True).print(table)
 
 
-def store_key(row: ArtifactRow) -> str:
-    """``STORE#KEY`` for a catalog row: pasteable into ``scalable get`` (the key percent-encoded as in ``ref.uri``)."""
+def store_key(row: ArtifactRow, latest: int | None = None) -> str:
+    """``STORE#KEY`` for a catalog row: pasteable into ``scalable get`` (the key percent-encoded as in ``ref.uri``).
+
+    ``STORE#KEY@N`` when the row is version ``N`` and ``latest`` (the key's latest version) is another.
+    """
     from scalable.artifacts.uris import encode_key
 
-    return f"{row.store}#{encode_key(row.key)}"
+    text = f"{row.store}#{encode_key(row.key)}"
+    if row.version is not None and latest is not None and row.version != latest:
+        text += f"@{row.version}"
+    return text
 
 
-def _artifact_table(rows: list[ArtifactRow], *, with_run: bool) -> Any:
+def _artifact_table(
+    rows: list[ArtifactRow], *, with_run: bool, latest: dict[tuple[str, str], int | None] | None = None
+) -> Any:
     from rich.table import Table
 
+    latest = latest or {}
     table = Table(box=None, header_style="bold")
-    columns = (["run"] if with_run else []) + ["name", "kind", "task", "size", "digest", "recorded", "STORE#KEY"]
+    columns = (["run"] if with_run else []) + [
+        "name",
+        "kind",
+        "task",
+        "size",
+        "digest",
+        "recorded",
+        "version",
+        "STORE#KEY",
+    ]
     for column in columns:
         table.add_column(column, no_wrap=column in ("run", "digest", "recorded", "STORE#KEY"))
     for row in rows:
@@ -163,7 +181,8 @@ def _artifact_table(rows: list[ArtifactRow], *, with_run: bool) -> Any:
             _size(row.size_bytes),
             row.digest[:15],
             _short_time(row.created_at),
-            store_key(row),
+            "-" if row.version is None else str(row.version),
+            store_key(row, latest.get((row.store, row.key))),
         ]
         table.add_row(*cells)
     return table
@@ -231,7 +250,8 @@ def runs_show(
     out = Output(json_mode=json_mode)
     with open_catalog(out, read_only=True) as catalog:
         row = catalog.run(run)
-        artifacts = catalog.find(run=row.run_id)
+        artifacts = catalog.find(run=row.run_id, all_versions=True)  # everything the run made, current or not
+        latest = catalog.latest_versions((a.store, a.key) for a in artifacts)
     if json_mode:
         out.json({"run": row.run, "summary": row.summary, "artifacts": [a.to_dict() for a in artifacts]})
         return
@@ -269,7 +289,7 @@ def runs_show(
             markup=False,
         )
     if artifacts:
-        _print_table(out, _artifact_table(artifacts, with_run=False))
+        _print_table(out, _artifact_table(artifacts, with_run=False, latest=latest))
 
 
 def find(
@@ -289,14 +309,32 @@ def find(
     ] = None,
     until: Annotated[str | None, typer.Option("--until", metavar="TIME", help="Recorded before (ISO 8601).")] = None,
     limit: Annotated[int | None, typer.Option("--limit", "-n", metavar="N", min=1, help="At most N artifacts.")] = None,
+    all_versions: Annotated[
+        bool,
+        typer.Option(
+            "--all-versions", help="Every version the catalog knows of each key, not only the latest (as KEY@N)."
+        ),
+    ] = False,
     json_mode: JsonOpt = False,
 ) -> None:
-    """Find artifacts in the catalog by run, task, kind, name, digest and time (every filter given must match)."""
+    """Find artifacts in the catalog by run, task, kind, name, digest and time (every filter given must match).
+
+    Each key shows its latest version; --all-versions shows the earlier ones too, as STORE#KEY@N.
+    """
     out = Output(json_mode=json_mode)
     with open_catalog(out, read_only=True) as catalog:
         rows = catalog.find(
-            run=run, task=task, kind=kind, name=name, digest=digest, since=since, until=until, limit=limit
+            run=run,
+            task=task,
+            kind=kind,
+            name=name,
+            digest=digest,
+            since=since,
+            until=until,
+            limit=limit,
+            all_versions=all_versions,
         )
+        latest = catalog.latest_versions((r.store, r.key) for r in rows) if all_versions else {}
         runs = catalog.runs_for_digest(digest) if digest is not None else None
     if json_mode:
         out.json([row.to_dict() for row in rows])
@@ -304,7 +342,7 @@ def find(
     if not rows:
         out.print("no artifact in the catalog matches")
         return
-    _print_table(out, _artifact_table(rows, with_run=True))
+    _print_table(out, _artifact_table(rows, with_run=True, latest=latest))
     if runs is not None:
         out.print(f"produced by {plural(len(runs), 'run')}: {', '.join(runs) or '-'}", markup=False)
 

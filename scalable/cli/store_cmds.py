@@ -271,49 +271,82 @@ def verify(
             show_default=False,
         ),
     ] = "#",
+    all_versions: Annotated[
+        bool,
+        typer.Option("--all-versions", help="Check every retained version of each key, not only the latest."),
+    ] = False,
     json_mode: Json = False,
     quiet: Quiet = False,
 ) -> None:
-    """Re-hash every artifact under URI against its digest; list the bad ones and exit 1 if any."""
+    """Re-hash every artifact under URI against its digest; list the bad ones and exit 1 if any.
+
+    Each distinct stored object is read once, however many keys and versions name it.
+    """
     from scalable.cli.locate import open_store
     from scalable.errors import ArtifactNotFoundError, IntegrityError
 
     out = Output(quiet=quiet, json_mode=json_mode)
     store, prefix = open_store(uri, need_key=False)
-    keys = store.list_artifacts(prefix)
+    targets = _verify_targets(store, prefix, all_versions)
+    verified: set[str] = set()  # objects found intact in this run: not read again
     good: list[str] = []
     bad: list[dict[str, str]] = []
-    with out.progress(f"verify {plural(len(keys), 'artifact')}", total=None) as advance:
-        for key in keys:
+    with out.progress(f"verify {plural(len(targets), 'artifact')}", total=None) as advance:
+        for key, version, label in targets:
             try:
-                ref = store.verify(key)
+                ref = store.verify(key, version=version, verified=verified)
             except IntegrityError as exc:
-                bad.append({"key": key, "error": " ".join(str(exc).split())})
+                bad.append({"key": label, "error": " ".join(str(exc).split())})
                 continue
             except ArtifactNotFoundError as exc:
                 if not store.exists(key):  # deleted since the listing: nothing to check
                     continue
-                bad.append({"key": key, "error": f"stored data missing: {' '.join(str(exc).split())}"})
+                bad.append({"key": label, "error": f"stored data missing: {' '.join(str(exc).split())}"})
                 continue
-            good.append(key)
+            good.append(label)
             advance(ref.size_bytes)
     where = f"{store.uri}" + (f" under {prefix!r}" if prefix else "")
+    checked = len(good) + len(bad)
     if json_mode:
-        out.json({"store": store.uri, "prefix": prefix, "checked": len(good) + len(bad), "ok": good, "bad": bad})
+        out.json(
+            {
+                "store": store.uri,
+                "prefix": prefix,
+                "checked": checked,
+                "objects": len(verified),
+                "ok": good,
+                "bad": bad,
+            }
+        )
     else:
         for item in bad:
             out.result(f"BAD {item['key']}: {item['error']}")
+        what = "artifact version" if all_versions else "artifact"
         out.print(
-            f"checked {plural(len(good) + len(bad), 'artifact')} in {where}: {len(good)} ok, {len(bad)} bad",
+            f"checked {plural(checked, what)} in {where}: {len(good)} ok, {len(bad)} bad",
             markup=False,
         )
     if bad:
         if not json_mode:
             out.error(
-                f"{len(bad)} of {plural(len(good) + len(bad), 'artifact')} failed verification: "
+                f"{len(bad)} of {plural(checked, 'artifact')} failed verification: "
                 "put them again from their sources, or remove them with scalable rm"
             )
         raise typer.Exit(EXIT_FAILURE)
+
+
+def _verify_targets(store: BaseArtifactStore, prefix: str, all_versions: bool) -> list[tuple[str, int | None, str]]:
+    """What verify checks: ``(key, version, label)``, the label ``KEY`` or, for an older version, ``KEY@N``."""
+    if not all_versions:
+        return [(key, None, key) for key in store.list_artifacts(prefix)]
+    refs = list(store.iter_versions(prefix))
+    newest: dict[str, int] = {}
+    for ref in refs:
+        newest[ref.key] = max(newest.get(ref.key, 0), ref.version or 0)
+    return [
+        (ref.key, ref.version, ref.key if ref.version == newest[ref.key] else f"{ref.key}@{ref.version}")
+        for ref in refs
+    ]
 
 
 def _check_kind_fits(src: Path, kind: str | None) -> None:

@@ -98,6 +98,8 @@ class ArtifactRecorded(Event):
     """Its size in bytes (the sum of its files' sizes for a directory)."""
     metadata: dict[str, Any] = Field(default_factory=dict)
     """The metadata stored with it."""
+    version: int | None = Field(None, ge=1)
+    """The version of ``key`` the put committed (``None`` in telemetry written before versions)."""
 
     @classmethod
     def from_ref(
@@ -122,6 +124,7 @@ class ArtifactRecorded(Event):
             digest=ref.digest,
             size_bytes=ref.size_bytes,
             metadata=dict(ref.metadata),
+            version=ref.version,
             **fields,
         )
 
