@@ -9,7 +9,6 @@ a server restarted within seconds fails no put.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import pickle
 import signal
@@ -29,21 +28,10 @@ from scalable.artifacts.retry import Deadlines
 from scalable.artifacts.store import OBJECTS
 from tests.servers.base import ServerUnavailable
 from tests.servers.seaweedfs import SeaweedFS
+from tests.test_s3_transfers import file_digest, sha256  # independent hashlib oracles, shared
 
 MiB = 1024 * 1024
 PART = 5 * MiB
-
-
-def sha256(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
-def file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(8 * MiB):
-            h.update(chunk)
-    return "sha256:" + h.hexdigest()
 
 
 @pytest.fixture(scope="module")
