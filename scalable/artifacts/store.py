@@ -621,14 +621,7 @@ class BaseArtifactStore(ABC):
             batch = {k: version_numbers(numbers[k]) for k in keys[start : start + 200]}
             found = self._read_many([version_path(k, n) for k, ns in batch.items() for n in ns])
             for k, ns in batch.items():
-                kept: list[ArtifactRef] = []
-                for n in ns:
-                    data = found.get(version_path(k, n))
-                    if data is None:
-                        continue
-                    rec = RefRecord.from_bytes(data, k, self._uri)
-                    kept = [] if isinstance(rec, Tombstone) else [*kept, rec.ref]
-                yield from kept
+                yield from (rec.ref for rec in self._retained(k, ns, found))
 
     def versions(self, key: str) -> list[ArtifactRef]:
         """Every retained version of ``key``, oldest first (``ArtifactNotFoundError`` if it has none)."""
@@ -784,11 +777,14 @@ class BaseArtifactStore(ABC):
     def _version_records(self, key: str) -> list[RefRecord]:
         """The retained versions of ``key`` after its last tombstone, oldest first."""
         numbers = self._version_numbers(key)
-        found = self._read_many([version_path(key, n) for n in numbers])
+        return self._retained(key, numbers, self._read_many([version_path(key, n) for n in numbers]))
+
+    def _retained(self, key: str, numbers: Sequence[int], found: dict[str, bytes]) -> list[RefRecord]:
+        """The records of versions ``numbers`` of ``key`` (read into ``found``) after its last tombstone."""
         out: list[RefRecord] = []
         for n in numbers:
             data = found.get(version_path(key, n))
-            if data is None:
+            if data is None:  # dropped by retention since it was listed
                 continue
             rec = RefRecord.from_bytes(data, key, self._uri)
             if isinstance(rec, Tombstone):
