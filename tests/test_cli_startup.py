@@ -199,3 +199,33 @@ def test_ls_parses_its_arguments_without_pydantic(store: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("runs/b.txt  file")
     assert loaded(modules, "typer._adapters", "scalable.cli.object_cmds") == []
+
+
+# --- a local store without pydantic or fsspec --------------------------------------------------
+
+
+def test_ls_of_a_local_store_imports_neither_pydantic_nor_fsspec(store: Path) -> None:
+    done, modules = run_recording_modules("ls", "./st", cwd=store)
+    assert (done.returncode, done.stdout, done.stderr) == (0, "a.txt\nruns/b.txt\n", "")
+    assert loaded(modules, *HEAVY) == []
+    from scalable.cli.commands import COMMAND_MODULES
+
+    assert loaded(modules, *COMMAND_MODULES) == ["scalable.cli.store_cmds"]
+
+
+def test_a_missing_local_store_is_still_an_error_without_them(tmp_path: Path) -> None:
+    done, modules = run_recording_modules("ls", "./nowhere", cwd=tmp_path)
+    assert done.returncode == 1 and done.stderr.startswith("error: no artifact store at "), done.stderr
+    assert loaded(modules, "pydantic", "fsspec") == []
+
+
+def test_artifact_kind_keeps_its_home_for_pickles() -> None:
+    import pickle
+
+    import scalable
+    from scalable.artifacts import kinds, ref
+
+    assert ref.ArtifactKind is kinds.ArtifactKind is scalable.ArtifactKind
+    assert ref.ArtifactKind.__module__ == "scalable.artifacts.ref"
+    assert b"scalable.artifacts.ref" in pickle.dumps(ref.ArtifactKind.DIR)
+    assert pickle.loads(pickle.dumps(ref.ArtifactKind.DIRECTORY)) is ref.ArtifactKind.DIR

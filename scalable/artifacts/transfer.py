@@ -21,8 +21,7 @@ import threading
 from collections.abc import Callable
 from typing import Any, BinaryIO
 
-from fsspec.callbacks import DEFAULT_CALLBACK, Callback
-
+from scalable.artifacts.callbacks import DEFAULT_CALLBACK, Callback
 from scalable.artifacts.digests import CHUNK_SIZE, format_digest
 from scalable.errors import IntegrityError
 
