@@ -208,6 +208,8 @@ def test_ls_of_a_local_store_imports_neither_pydantic_nor_fsspec(store: Path) ->
     done, modules = run_recording_modules("ls", "./st", cwd=store)
     assert (done.returncode, done.stdout, done.stderr) == (0, "a.txt\nruns/b.txt\n", "")
     assert loaded(modules, *HEAVY) == []
+    # Loaded by the first hash, save or large write, not by opening a store: OpenSSL, libc look-up, pickle.
+    assert loaded(modules, "hashlib", "ctypes", "pickle", "tempfile") == []
     from scalable.cli.commands import COMMAND_MODULES
 
     assert loaded(modules, *COMMAND_MODULES) == ["scalable.cli.store_cmds"]
@@ -229,3 +231,22 @@ def test_artifact_kind_keeps_its_home_for_pickles() -> None:
     assert ref.ArtifactKind.__module__ == "scalable.artifacts.ref"
     assert b"scalable.artifacts.ref" in pickle.dumps(ref.ArtifactKind.DIR)
     assert pickle.loads(pickle.dumps(ref.ArtifactKind.DIRECTORY)) is ref.ArtifactKind.DIR
+
+
+def test_the_default_progress_callback_offers_fsspecs_interface(tmp_path: Path) -> None:
+    """The no-op default takes every call fsspec's no-op callback takes, and a put with it works."""
+    from fsspec.callbacks import DEFAULT_CALLBACK as FSSPEC_DEFAULT
+
+    from scalable.artifacts.callbacks import DEFAULT_CALLBACK
+    from scalable.artifacts.local import LocalArtifactStore
+
+    methods = ("set_size", "absolute_update", "relative_update", "call", "branched", "wrap", "close")
+    for name in methods:
+        assert callable(getattr(DEFAULT_CALLBACK, name)) and callable(getattr(FSSPEC_DEFAULT, name)), name
+    DEFAULT_CALLBACK.set_size(10)
+    DEFAULT_CALLBACK.relative_update(4)
+    assert list(DEFAULT_CALLBACK.wrap([1, 2])) == [1, 2]
+    assert DEFAULT_CALLBACK.branched("a", "b") is DEFAULT_CALLBACK
+    (tmp_path / "a.txt").write_bytes(b"alpha\n")
+    ref = LocalArtifactStore(tmp_path / "st").put(tmp_path / "a.txt", "a.txt")
+    assert ref.size_bytes == 6
