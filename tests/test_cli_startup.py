@@ -250,3 +250,9 @@ def test_the_default_progress_callback_offers_fsspecs_interface(tmp_path: Path) 
     (tmp_path / "a.txt").write_bytes(b"alpha\n")
     ref = LocalArtifactStore(tmp_path / "st").put(tmp_path / "a.txt", "a.txt")
     assert ref.size_bytes == 6
+
+
+def test_artifact_kind_is_importable_without_pydantic(tmp_path: Path) -> None:
+    code = "import sys, scalable; print(scalable.ArtifactKind.DIR.value, 'pydantic' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=clean_env(), capture_output=True, text=True)
+    assert done.stdout.split() == ["dir", "False"], done.stderr
