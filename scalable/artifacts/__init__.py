@@ -12,8 +12,9 @@ if TYPE_CHECKING:
     from scalable.artifacts.factory import build_artifact_store, register_artifact_store
     from scalable.artifacts.fsspec_store import FsspecArtifactStore
     from scalable.artifacts.keys import validate_key
+    from scalable.artifacts.kinds import ArtifactKind
     from scalable.artifacts.local import LocalArtifactStore
-    from scalable.artifacts.ref import ArtifactKind, ArtifactRef
+    from scalable.artifacts.ref import ArtifactRef
     from scalable.artifacts.store import BaseArtifactStore
 
 _EXPORTS = {
@@ -27,7 +28,7 @@ _EXPORTS = {
     "FsspecArtifactStore": "scalable.artifacts.fsspec_store",
     "validate_key": "scalable.artifacts.keys",
     "LocalArtifactStore": "scalable.artifacts.local",
-    "ArtifactKind": "scalable.artifacts.ref",
+    "ArtifactKind": "scalable.artifacts.kinds",
     "ArtifactRef": "scalable.artifacts.ref",
     "BaseArtifactStore": "scalable.artifacts.store",
 }

@@ -10,9 +10,11 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, BinaryIO, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, BinaryIO, Protocol, runtime_checkable
 
-from scalable.artifacts.ref import ArtifactKind, ArtifactRef
+if TYPE_CHECKING:
+    from scalable.artifacts.kinds import ArtifactKind
+    from scalable.artifacts.ref import ArtifactRef
 
 PathLike = str | os.PathLike[str]
 

@@ -15,7 +15,6 @@ every backend and machine.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import stat
@@ -37,14 +36,21 @@ def format_digest(hexdigest: str) -> str:
     return f"{ALGORITHM}:{hexdigest}"
 
 
+def sha256(data: bytes | bytearray | memoryview = b"") -> Any:
+    """``hashlib.sha256(data)``, importing hashlib (OpenSSL, ~4 ms) on the first hash rather than when a store opens."""
+    import hashlib
+
+    return hashlib.sha256(data)
+
+
 def digest_bytes(data: bytes | bytearray | memoryview) -> str:
     """The ``sha256:<hex>`` digest of ``data``."""
-    return format_digest(hashlib.sha256(data).hexdigest())
+    return format_digest(sha256(data).hexdigest())
 
 
 def hash_file(path: str | os.PathLike[str], chunk_size: int = CHUNK_SIZE) -> tuple[str, int]:
     """Read a local file once; return its ``sha256:<hex>`` digest and its size."""
-    h = hashlib.sha256()
+    h = sha256()
     size = 0
     buf = bytearray(chunk_size)
     view = memoryview(buf)

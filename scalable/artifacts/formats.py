@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import io
 import json
-import pickle
 from collections.abc import Iterable
 from typing import Any
 
@@ -35,6 +34,8 @@ def _numpy() -> Any:
 
 def encode(key: str, obj: Any) -> bytes:
     """Serialize ``obj`` in the format of ``key``'s extension."""
+    import pickle  # here, not at import: opening or listing a store does not need it
+
     suffix = _suffix(key)
     try:
         if suffix == "json":
@@ -64,6 +65,8 @@ def encode(key: str, obj: Any) -> bytes:
 
 def decode(key: str, data: bytes) -> Any:
     """Parse bytes saved by :func:`encode` for the same key."""
+    import pickle
+
     suffix = _suffix(key)
     try:
         if suffix == "json":

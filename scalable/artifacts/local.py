@@ -21,9 +21,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import BinaryIO
 
-from fsspec.callbacks import Callback
-
 from scalable.artifacts.base import PathLike
+from scalable.artifacts.callbacks import Callback
 from scalable.artifacts.digests import DigestCache
 from scalable.artifacts.layout import OBJECTS, PENDING, REFS, SHA256_OBJECTS, TMP, VERSIONS, object_path
 from scalable.artifacts.primitives import ObjectStat

@@ -17,14 +17,15 @@ import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from scalable.artifacts.ref import ArtifactRef
+if TYPE_CHECKING:
+    from scalable.artifacts.ref import ArtifactRef
 
 log = logging.getLogger("scalable.artifacts")
 
 #: ``listener(store, ref, how)``: ``how`` is the read method's name (``get``, ``open``, ``get_bytes``).
-ReadListener = Callable[[Any, ArtifactRef, str], None]
+ReadListener = Callable[[Any, "ArtifactRef", str], None]
 
 #: The registered listeners (read on every store read: an empty list costs one truth test).
 read_listeners: list[ReadListener] = []

@@ -3,23 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from enum import Enum
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-
-class ArtifactKind(str, Enum):
-    """What an artifact holds: one file, a directory tree, or bytes put from memory."""
-
-    FILE = "file"
-    DIR = "dir"
-    BLOB = "blob"
-    #: JGCRI scalable 2.0's name for ``DIR`` (the same member), so code written for it runs unchanged.
-    DIRECTORY = "dir"
-
-    def __str__(self) -> str:
-        return self.value
+from scalable.artifacts.kinds import ArtifactKind
 
 
 def utc_now() -> datetime:

@@ -30,12 +30,11 @@ from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, BinaryIO, Literal, TypeVar
-
-from fsspec.callbacks import DEFAULT_CALLBACK, Callback
+from typing import TYPE_CHECKING, Any, BinaryIO, Literal, TypeVar
 
 from scalable.artifacts import destination, formats
 from scalable.artifacts.base import PathLike
+from scalable.artifacts.callbacks import DEFAULT_CALLBACK, Callback
 from scalable.artifacts.digests import (
     DigestCache,
     SourceFile,
@@ -48,6 +47,7 @@ from scalable.artifacts.digests import (
     walk_tree,
 )
 from scalable.artifacts.keys import ancestors, validate_key, validate_prefix
+from scalable.artifacts.kinds import ArtifactKind
 from scalable.artifacts.layout import (
     OBJECTS,
     PENDING,
@@ -66,7 +66,6 @@ from scalable.artifacts.layout import (
 )
 from scalable.artifacts.observe import notify_read
 from scalable.artifacts.primitives import IncompleteUpload, ObjectStat
-from scalable.artifacts.ref import ArtifactKind, ArtifactRef
 from scalable.artifacts.transfer import (
     LocalFileWriter,
     RangeReader,
@@ -85,6 +84,9 @@ from scalable.errors import (
     LocalPathError,
     StoreLayoutError,
 )
+
+if TYPE_CHECKING:  # imported where a ref is made: listing and opening a store need no pydantic
+    from scalable.artifacts.ref import ArtifactRef
 
 log = logging.getLogger("scalable.artifacts")
 
@@ -159,6 +161,8 @@ class RefRecord:
                 if doc.get("key") != key:
                     raise ValueError("the record does not describe this key")
                 return Tombstone(key, int(doc["version"]))
+            from scalable.artifacts.ref import ArtifactRef
+
             record = cls(ArtifactRef.model_validate(doc["ref"]), str(doc["layout"]))
             if record.ref.key != key or record.layout not in (Layout.FILE, Layout.TREE, Layout.PACKED):
                 raise ValueError("the record does not describe this key")
@@ -884,6 +888,8 @@ class BaseArtifactStore(ABC):
         head = self._read_head(key) if previous is True else previous
         start = head.version + 1 if isinstance(head, RefRecord) else None
         made: dict[int, RefRecord] = {}
+
+        from scalable.artifacts.ref import ArtifactRef
 
         def body(n: int) -> bytes:
             ref = ArtifactRef(

@@ -9,21 +9,17 @@ bytes do not match, so a reader that consumes to the end never finishes on bad d
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
-import hashlib
+import functools
 import io
 import os
 import queue
 import shutil
-import tempfile
 import threading
 from collections.abc import Callable
 from typing import Any, BinaryIO
 
-from fsspec.callbacks import DEFAULT_CALLBACK, Callback
-
-from scalable.artifacts.digests import CHUNK_SIZE, format_digest
+from scalable.artifacts.callbacks import DEFAULT_CALLBACK, Callback
+from scalable.artifacts.digests import CHUNK_SIZE, format_digest, sha256
 from scalable.errors import IntegrityError
 
 #: Below this size a copy runs inline: a thread costs more than it saves.
@@ -34,7 +30,12 @@ _WRITEBACK_EVERY = 64 * 1024 * 1024
 _SYNC_FILE_RANGE_WRITE = 2
 
 
-def _load_sync_file_range() -> Any:
+@functools.cache
+def _sync_file_range() -> Any:
+    """libc's ``sync_file_range``, or ``None``: loaded on the first large write (ctypes and its look-up cost ~5 ms)."""
+    import ctypes
+    import ctypes.util
+
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
         fn = libc.sync_file_range
@@ -42,9 +43,6 @@ def _load_sync_file_range() -> Any:
         return None
     fn.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
     return fn
-
-
-_sync_file_range = _load_sync_file_range()
 
 
 class LocalFileWriter:
@@ -67,8 +65,8 @@ class LocalFileWriter:
             n = os.write(self._fd, view)
             view = view[n:]
         self._written += total
-        if _sync_file_range is not None and self._written - self._flushed >= _WRITEBACK_EVERY:
-            _sync_file_range(self._fd, self._flushed, self._written - self._flushed, _SYNC_FILE_RANGE_WRITE)
+        if self._written - self._flushed >= _WRITEBACK_EVERY and (sync := _sync_file_range()) is not None:
+            sync(self._fd, self._flushed, self._written - self._flushed, _SYNC_FILE_RANGE_WRITE)
             self._flushed = self._written
         return total
 
@@ -91,7 +89,7 @@ def copy_hashing(
     hashes it, so the copy costs about as long as the hash alone; chunks come from a
     small fixed pool and are recycled once both have finished with them.
     """
-    h = hashlib.sha256()
+    h = sha256()
     total = 0
     if size_hint is not None and size_hint < THREADED_MIN_BYTES:
         while chunk := src.read(chunk_size):
@@ -188,7 +186,7 @@ class VerifyingReader(_SizedStream):
         self._size = size
         self._what = what
         self._verify = verify
-        self._hash = hashlib.sha256()
+        self._hash = sha256()
         self._pos = 0
         self._sequential = True
 
@@ -198,7 +196,7 @@ class VerifyingReader(_SizedStream):
             self._raw.seek(target)
             # Back at the start the whole object is read again, so it is verified again.
             self._sequential = target == 0
-            self._hash = hashlib.sha256()
+            self._hash = sha256()
             self._pos = target
         return self._pos
 
@@ -286,6 +284,8 @@ def verified_first(stream: BinaryIO) -> BinaryIO:
     and nothing is returned. The copy is held in memory up to :data:`SPOOL_IN_MEMORY`, then in
     a temporary file that is removed when the returned stream is closed.
     """
+    import tempfile  # only here: it imports random, ~3 ms a local ls does not need
+
     spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY, prefix="scalable-verify-")  # noqa: SIM115
     try:
         with stream:

@@ -14,11 +14,14 @@ from typing import Annotated
 
 import typer
 
+from scalable.cli.commands import LazyCommandGroup
 from scalable.cli.options import EXIT_FAILURE, EXIT_OK, EXIT_USAGE
 from scalable.cli.output import Output
 
 app = typer.Typer(
     name="scalable",
+    # Lists the commands without importing them; imports only the one that runs (see scalable.cli.commands).
+    cls=LazyCommandGroup,
     help="Artifacts, caches and runs: put, get, list and verify artifacts in any store; inspect runs and caches.",
     no_args_is_help=True,
     add_completion=False,
@@ -81,7 +84,10 @@ def _root(
 
 
 def _register_commands() -> None:
-    """Put the commands on ``app`` (once): see :mod:`scalable.cli.commands`."""
+    """Put every command on ``app`` now (once), for code that walks the tree (the docs build).
+
+    The command line does not need this: its group loads the command it runs.
+    """
     if not _state["registered"]:
         from scalable.cli.commands import register
 
@@ -93,7 +99,6 @@ def main(argv: list[str] | None = None) -> int:
     """Run the command line; return the exit code (``scalable`` calls ``sys.exit`` on it)."""
     from scalable.errors import ScalableError
 
-    _register_commands()
     out = Output()
     try:
         # Not standalone: click returns the code of a ``typer.Exit`` instead of raising it.

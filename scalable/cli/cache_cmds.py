@@ -14,16 +14,19 @@ from typing import Annotated, Any
 import typer
 
 from scalable.cli.help import PlainCommand
-from scalable.cli.options import EXIT_FAILURE, Json, OlderThan, Quiet, confirm_or_exit, human_size, plural
+from scalable.cli.options import (
+    EXIT_FAILURE,
+    Json,
+    OlderThan,
+    Quiet,
+    command_group,
+    confirm_or_exit,
+    human_size,
+    plural,
+)
 from scalable.cli.output import Output
 
-cache_app = typer.Typer(
-    name="cache",
-    help="Inspect, clear or prune the local tier of the function cache.",
-    no_args_is_help=True,
-    rich_markup_mode=None,
-    context_settings={"help_option_names": ["-h", "--help"]},
-)
+cache_app = command_group("cache", "Inspect, clear or prune the local tier of the function cache.")
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|min|h|d|w)?\s*$", re.IGNORECASE)
 _SECONDS = {"s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 7 * 86400}

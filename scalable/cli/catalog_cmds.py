@@ -14,18 +14,13 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from scalable.cli.help import PlainCommand
-from scalable.cli.options import plural
+from scalable.cli.options import command_group, plural
 from scalable.cli.output import Output
 
 if TYPE_CHECKING:
     from scalable.catalog import ArtifactRow, Catalog, RunRow
 
-runs_app = typer.Typer(
-    help="The runs in the catalog: list them, show one.",
-    no_args_is_help=True,
-    rich_markup_mode=None,
-    context_settings={"help_option_names": ["-h", "--help"]},
-)
+runs_app = command_group("runs", "The runs in the catalog: list them, show one.")
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for programs.")]
 RunOpt = Annotated[str | None, typer.Option("--run", metavar="RUN", help="A run id, or a prefix of exactly one.")]

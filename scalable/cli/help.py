@@ -11,7 +11,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from typer.core import TyperArgument, TyperCommand
+from typer.core import TyperArgument, TyperCommand, TyperGroup
+
+from scalable.cli.coercion import use_plain_text
 
 
 def _argument_name(param: TyperArgument) -> str:
@@ -21,7 +23,27 @@ def _argument_name(param: TyperArgument) -> str:
     return name
 
 
-class PlainCommand(TyperCommand):
+class _PlainValues:
+    """Text and flag parameters, ``--help`` included, coerced without pydantic (see :mod:`scalable.cli.coercion`)."""
+
+    params: list[Any]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        use_plain_text(self.params)
+
+    def get_help_option(self, ctx: Any) -> Any:
+        option = super().get_help_option(ctx)  # type: ignore[misc]
+        if option is not None:
+            use_plain_text([option])
+        return option
+
+
+class PlainGroup(_PlainValues, TyperGroup):
+    """A typer group (``scalable cache``...) whose own options need no pydantic either."""
+
+
+class PlainCommand(_PlainValues, TyperCommand):
     """A typer command whose usage line and argument list show metavars, never Python types."""
 
     def collect_usage_pieces(self, ctx: Any) -> list[str]:
@@ -53,4 +75,4 @@ class PlainCommand(TyperCommand):
                 formatter.write_dl(opts)
 
 
-__all__ = ["PlainCommand"]
+__all__ = ["PlainCommand", "PlainGroup"]

@@ -15,16 +15,10 @@ import typer
 
 from scalable.cli.cache_cmds import _duration, _size
 from scalable.cli.help import PlainCommand
-from scalable.cli.options import Json, OlderThan, Quiet, human_size, plural
+from scalable.cli.options import Json, OlderThan, Quiet, command_group, human_size, plural
 from scalable.cli.output import Output
 
-mirror_app = typer.Typer(
-    name="mirror",
-    help="Show or trim the local mirror of fetched artifacts (store.fetch).",
-    no_args_is_help=True,
-    rich_markup_mode=None,
-    context_settings={"help_option_names": ["-h", "--help"]},
-)
+mirror_app = command_group("mirror", "Show or trim the local mirror of fetched artifacts (store.fetch).")
 
 
 def _when(ts: float) -> str:

@@ -88,6 +88,20 @@ OlderThan = Annotated[
 Json = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
 
 
+def command_group(name: str, help: str) -> typer.Typer:
+    """A command group (``scalable cache ...``): shows its help when run alone, plain click help, ``-h``."""
+    from scalable.cli.help import PlainGroup
+
+    return typer.Typer(
+        name=name,
+        help=help,
+        cls=PlainGroup,
+        no_args_is_help=True,
+        rich_markup_mode=None,
+        context_settings={"help_option_names": ["-h", "--help"]},
+    )
+
+
 def plural(n: int, word: str, many: str | None = None) -> str:
     """``1 artifact``, ``2 artifacts`` (``many`` for irregular plurals: ``plural(2, 'entry', 'entries')``)."""
     return f"{n} {word if n == 1 else (many or word + 's')}"
@@ -127,6 +141,7 @@ __all__ = [
     "Quiet",
     "check_artifact_uri",
     "check_uri",
+    "command_group",
     "confirm_or_exit",
     "human_size",
     "plural",
