@@ -10,6 +10,7 @@ next time a store is opened on the root. Large writes start their write-back ear
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import stat
@@ -27,9 +28,10 @@ from scalable.artifacts.base import PathLike
 from scalable.artifacts.digests import DigestCache
 from scalable.artifacts.layout import OBJECTS, PENDING, REFS, SHA256_OBJECTS, TMP, VERSIONS, object_path
 from scalable.artifacts.primitives import ObjectStat
-from scalable.artifacts.store import BaseArtifactStore
+from scalable.artifacts.putmodes import CloneUnsupported, clone_file, make_read_only, remember_linked, same_content_stat
+from scalable.artifacts.store import BaseArtifactStore, _source_changed
 from scalable.artifacts.transfer import LocalFileWriter, copy_hashing
-from scalable.errors import StoreNotFoundError, StoreUnavailableError
+from scalable.errors import PutModeError, StoreNotFoundError, StoreUnavailableError
 
 try:
     import fcntl
@@ -77,6 +79,7 @@ class LocalArtifactStore(BaseArtifactStore):
         if self.root.exists() and not self.root.is_dir():
             raise StoreUnavailableError(f"store root {self.root} exists and is not a directory: choose another path")
         self.durable = durable
+        self._clone_fails: set[int] = set()  # source devices that cannot clone into this store
         super().__init__(
             self.root.as_uri(), max_concurrency=max_concurrency, digest_cache=digest_cache, keep_versions=keep_versions
         )
@@ -258,6 +261,87 @@ class LocalArtifactStore(BaseArtifactStore):
                 tmp.unlink(missing_ok=True)
         return digest, size
 
+    _local_modes = True
+
+    def _ingest_by_mode(
+        self, src: Path, st: os.stat_result, known: str | None, mode: str, callback: Callback
+    ) -> tuple[str, int] | None:
+        """Link, clone or move ``src`` into the objects and hash it there (one read); ``None``: copy it.
+
+        The new name is made in ``.scalable/tmp`` first (a hard link or a clone), made
+        read-only, hashed, and only then linked to its digest name, so the object is always
+        the bytes that were hashed. A hard link that changed while it was hashed is refused.
+        """
+        if mode == "copy" or (known is not None and self._head(object_path(known)) is not None):
+            return None  # nothing to make: the store holds this content already (or a plain copy was asked)
+        cloning = mode in ("reflink", "auto")
+        if cloning and st.st_dev in self._clone_fails and mode == "auto":
+            return None
+        tmp = self._tmp_file()
+        try:
+            if cloning:
+                try:
+                    clone_file(src, tmp)
+                except CloneUnsupported as exc:
+                    if mode == "auto":
+                        self._clone_fails.add(st.st_dev)
+                        return None
+                    raise PutModeError(
+                        f"cannot put {src} with mode='reflink': the filesystem cannot clone it into the store at "
+                        f"{self.root} ({exc.strerror}). Clones need both on one btrfs, XFS (reflink=1) or APFS "
+                        "filesystem; use mode='auto' (clone if possible, else copy), 'copy' or 'hardlink'"
+                    ) from None
+            else:
+                try:
+                    os.link(src, tmp)
+                except OSError as exc:
+                    if mode == "move":  # another filesystem: copy here, remove the source once committed
+                        return None
+                    why = "it is on another filesystem" if exc.errno == errno.EXDEV else exc.strerror
+                    raise PutModeError(
+                        f"cannot put {src} with mode='hardlink' into the store at {self.root}: {why}. A hard link "
+                        "needs the source on the store's filesystem; use mode='copy' or 'move' (copies, then "
+                        "removes the source)"
+                    ) from None
+            return self._name_object(src, st, tmp, shared=not cloning, callback=callback)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def _name_object(
+        self, src: Path, st: os.stat_result, tmp: Path, *, shared: bool, callback: Callback
+    ) -> tuple[str, int]:
+        """Hash the linked or cloned ``tmp``, then give it its digest name; ``shared``: it is ``src``'s inode."""
+        old_mode = make_read_only(tmp)
+        named = False
+        try:
+            with open(tmp, "rb", buffering=0) as f:
+                if fcntl is not None:  # tells sweep_tmp this name is in use
+                    fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+                digest, size = copy_hashing(f, _discard, size_hint=st.st_size, callback=callback)
+                if shared and (size != st.st_size or not same_content_stat(st, os.fstat(f.fileno()))):
+                    raise _source_changed(src)
+                if self.durable:
+                    os.fsync(f.fileno())
+            target = self._path(object_path(digest))
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.link(tmp, target)
+                named = True
+            except FileExistsError:
+                if os.stat(target).st_nlink == 1:  # not a user's file behind a hard link: refresh for gc
+                    os.utime(target)
+            if self.durable:
+                _fsync_dir(target.parent)
+            if named:
+                remember_linked(self.digests, target, st if shared else os.stat(target), digest)
+            return digest, size
+        finally:
+            if shared and not named:  # the source is not an object after all: give it back its mode
+                try:
+                    os.chmod(tmp, old_mode)
+                except OSError:
+                    pass
+
     def _read_range(self, rel: str, start: int, n: int) -> bytes:
         with open(self._path(rel), "rb") as f:
             f.seek(start)
@@ -296,6 +380,10 @@ class LocalArtifactStore(BaseArtifactStore):
                 return any(True for _ in it)
         except (FileNotFoundError, NotADirectoryError):
             return False
+
+
+def _discard(_: memoryview) -> None:
+    return None
 
 
 __all__ = ["LocalArtifactStore"]
