@@ -318,3 +318,48 @@ def test_reflink_of_a_directory_clones_each_file(xfs: Path) -> None:
     store.put(work / "tree", "tree", mode="reflink")
     assert all(f.stat().st_nlink == 1 and writable(f) for f in (work / "tree" / "a", work / "tree" / "s" / "b"))
     assert store.verify("tree").kind.value == "dir"
+
+
+# ---------------------------------------------------------------------- large copies (O_DIRECT writes)
+@pytest.mark.parametrize("size", [64 * 1024 * 1024, 64 * 1024 * 1024 + 8 * 1024 * 1024 + 4097])
+def test_a_large_copy_is_byte_exact_with_and_without_direct_writes(tmp_path: Path, size: int) -> None:
+    import hashlib
+
+    src = tmp_path / "big.bin"
+    with open(src, "wb") as f:
+        block = os.urandom(1024 * 1024)
+        for i in range(size // len(block)):
+            f.write(hashlib.sha256(block + bytes([i % 256])).digest() * (len(block) // 32))
+        f.write(os.urandom(size % len(block)))
+    expected = "sha256:" + hashlib.sha256(src.read_bytes()).hexdigest()
+    for direct in (64 * 1024 * 1024, None):
+        store = local_store(tmp_path / f"store-{direct}")
+        store.direct_io_min_bytes = direct
+        ref = store.put(src, "big.bin", mode="copy")
+        assert ref.digest == expected and ref.size_bytes == size
+        obj = object_file(store, "big.bin")
+        assert obj.stat().st_size == size and obj.stat().st_ino != src.stat().st_ino
+        assert store.verify("big.bin") == ref
+        assert list((store.root / ".scalable" / "tmp").iterdir()) == []
+
+
+def test_where_direct_writes_are_refused_a_large_put_copies_through_the_page_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import scalable.artifacts.local as local_module
+    from scalable.artifacts.direct import DirectUnsupported
+
+    tried: list[Path] = []
+
+    def refuse(dest: Path) -> tuple[int, int]:  # as tmpfs before Linux 6.6 and some FUSE mounts do
+        tried.append(dest)
+        raise DirectUnsupported(22, "O_DIRECT refused: Invalid argument")
+
+    monkeypatch.setattr(local_module, "open_direct", refuse)
+    store = local_store(tmp_path / "store")
+    store.direct_io_min_bytes = 1
+    src = tmp_path / "f.bin"
+    data = os.urandom(3 * 1024 * 1024 + 5)
+    src.write_bytes(data)
+    assert store.put(src, "f.bin", mode="copy").size_bytes == len(data)
+    assert tried and store.get_bytes("f.bin") == data

@@ -26,6 +26,7 @@ from fsspec.callbacks import Callback
 
 from scalable.artifacts.base import PathLike
 from scalable.artifacts.digests import DigestCache
+from scalable.artifacts.direct import DirectUnsupported, copy_hashing_direct, open_direct
 from scalable.artifacts.layout import OBJECTS, PENDING, REFS, SHA256_OBJECTS, TMP, VERSIONS, object_path
 from scalable.artifacts.primitives import ObjectStat
 from scalable.artifacts.putmodes import CloneUnsupported, clone_file, make_read_only, remember_linked, same_content_stat
@@ -239,27 +240,58 @@ class LocalArtifactStore(BaseArtifactStore):
 
     _ingest_in_one_read = True
 
+    #: Files at least this large are written with ``O_DIRECT`` where the filesystem allows it
+    #: (:mod:`scalable.artifacts.direct`); ``None``: always through the page cache.
+    direct_io_min_bytes: int | None = 64 * 1024 * 1024
+
     def _ingest_file(self, src: Path, st: os.stat_result, callback: Callback) -> tuple[str, int]:
         # Write and hash in one read into a temporary file, then give it its digest name (if absent).
         tmp = self._tmp_file()
-        with open(src, "rb", buffering=0) as fin, open(tmp, "wb", buffering=0) as out:
-            if fcntl is not None:
-                fcntl.flock(out.fileno(), fcntl.LOCK_EX)
+        try:
+            direct = self._ingest_direct(src, st, tmp, callback)
+            if direct is not None:
+                digest, size = direct
+            else:
+                with open(src, "rb", buffering=0) as fin, open(tmp, "wb", buffering=0) as out:
+                    if fcntl is not None:
+                        fcntl.flock(out.fileno(), fcntl.LOCK_EX)
+                    digest, size = copy_hashing(
+                        fin, LocalFileWriter(out).write, size_hint=st.st_size, callback=callback
+                    )
+                    if self.durable:
+                        os.fsync(out.fileno())
+            target = self._path(object_path(digest))
+            target.parent.mkdir(parents=True, exist_ok=True)
             try:
-                digest, size = copy_hashing(fin, LocalFileWriter(out).write, size_hint=st.st_size, callback=callback)
-                if self.durable:
-                    os.fsync(out.fileno())
-                target = self._path(object_path(digest))
-                target.parent.mkdir(parents=True, exist_ok=True)
-                try:
-                    os.link(tmp, target)
-                except FileExistsError:
+                os.link(tmp, target)
+            except FileExistsError:
+                if os.stat(target).st_nlink == 1:  # not a user's file behind a hard link
                     os.utime(target)  # the content is there: refresh its time for gc's grace period
-                if self.durable:
-                    _fsync_dir(target.parent)
-            finally:
-                tmp.unlink(missing_ok=True)
+            if self.durable:
+                _fsync_dir(target.parent)
+        finally:
+            tmp.unlink(missing_ok=True)
         return digest, size
+
+    def _ingest_direct(self, src: Path, st: os.stat_result, tmp: Path, callback: Callback) -> tuple[str, int] | None:
+        """Copy a large file to ``tmp`` with ``O_DIRECT`` writes, hashing it; ``None`` if the filesystem refuses."""
+        if self.direct_io_min_bytes is None or st.st_size < self.direct_io_min_bytes:
+            return None
+        try:
+            fd, plain = open_direct(tmp)
+        except DirectUnsupported:
+            return None
+        try:
+            if fcntl is not None:  # held until close: tells sweep_tmp this file is in use
+                fcntl.flock(plain, fcntl.LOCK_EX)
+            with open(src, "rb", buffering=0) as fin:
+                digest, size = copy_hashing_direct(fin, fd, plain, callback=callback)
+            if self.durable:
+                os.fsync(fd)
+            return digest, size
+        finally:
+            os.close(fd)
+            os.close(plain)
 
     _local_modes = True
 
