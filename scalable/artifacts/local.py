@@ -342,16 +342,23 @@ class LocalArtifactStore(BaseArtifactStore):
     def _name_object(
         self, src: Path, st: os.stat_result, tmp: Path, *, shared: bool, callback: Callback
     ) -> tuple[str, int]:
-        """Hash the linked or cloned ``tmp``, then give it its digest name; ``shared``: it is ``src``'s inode."""
+        """Hash the linked or cloned ``tmp``, then give it its digest name; ``shared``: it is ``src``'s inode.
+
+        A clone is hashed through its source, whose pages are likely cached (the clone's are
+        not): the source kept its inode, size and mtime from before the clone until after the
+        hash, so the clone holds the bytes hashed, or the put is refused as for a hard link.
+        """
         old_mode = make_read_only(tmp)
         named = False
         try:
-            with open(tmp, "rb", buffering=0) as f:
+            with open(tmp, "rb", buffering=0) as f, open(src, "rb", buffering=0) as source:
                 if fcntl is not None:  # tells sweep_tmp this name is in use
                     fcntl.flock(f.fileno(), fcntl.LOCK_EX)
-                digest, size = copy_hashing(f, _discard, size_hint=st.st_size, callback=callback)
-                if shared and (size != st.st_size or not same_content_stat(st, os.fstat(f.fileno()))):
+                digest, size = copy_hashing(source, _discard, size_hint=st.st_size, callback=callback)
+                if size != st.st_size or not same_content_stat(st, os.fstat(source.fileno())):
                     raise _source_changed(src)
+                if shared and not same_content_stat(st, os.fstat(f.fileno())):
+                    raise _source_changed(src)  # src was replaced: the linked file is not what was hashed
                 if self.durable:
                     os.fsync(f.fileno())
             target = self._path(object_path(digest))
