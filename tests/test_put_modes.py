@@ -11,6 +11,7 @@ import os
 import shutil
 import stat
 import subprocess
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -363,3 +364,39 @@ def test_where_direct_writes_are_refused_a_large_put_copies_through_the_page_cac
     src.write_bytes(data)
     assert store.put(src, "f.bin", mode="copy").size_bytes == len(data)
     assert tried and store.get_bytes("f.bin") == data
+
+
+def test_opening_a_store_never_sweeps_a_hard_link_a_put_is_making(local: LocalArtifactStore, tmp_path: Path) -> None:
+    (tmp_path / "seed").write_text("seed")
+    local.put(tmp_path / "seed", "seed")  # the store and its tmp folder exist
+    old = time.time() - 7200
+    src = tmp_path / "source.bin"  # a user's file written two hours ago, being linked in
+    src.write_bytes(b"user data")
+    os.utime(src, (old, old))
+    os.link(src, local.root / ".scalable" / "tmp" / "in-flight")
+    stale = local.root / ".scalable" / "tmp" / "stale"  # what a killed copy leaves
+    stale.write_bytes(b"partial")
+    os.utime(stale, (old, old))
+    local_store(local.root)  # opening a store sweeps its tmp folder
+    assert not stale.exists() and (local.root / ".scalable" / "tmp" / "in-flight").exists()
+    assert src.read_bytes() == b"user data"
+
+
+def test_a_hardlink_put_survives_gc_taking_its_temporary_name(
+    local: LocalArtifactStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import scalable.artifacts.local as local_module
+
+    src = tmp_path / "old.bin"
+    src.write_bytes(os.urandom(100_000))
+    real_make_read_only = local_module.make_read_only
+
+    def then_gc(path: Path) -> int:  # a gc in another process removes old tmp files right now
+        mode = real_make_read_only(path)
+        os.unlink(path)
+        return mode
+
+    monkeypatch.setattr(local_module, "make_read_only", then_gc)
+    ref = local.put(src, "old.bin", mode="hardlink")
+    assert object_file(local, "old.bin").stat().st_ino == src.stat().st_ino
+    assert local.verify("old.bin") == ref

@@ -100,8 +100,10 @@ class LocalArtifactStore(BaseArtifactStore):
     def sweep_tmp(self, older_than: float = STALE_TMP_SECONDS) -> int:
         """Remove temporary files left by killed writers; return how many were removed.
 
-        A file counts as left behind when no process holds its lock and it has not been
-        written for ``older_than`` seconds; a live writer's file is never touched.
+        A file counts as left behind when no process holds its lock, it has not been
+        written for ``older_than`` seconds, and it is its file's only name (a hard link that
+        ``mode="hardlink"``/``"move"`` makes carries the source's old mtime; gc removes such
+        leftovers after its grace period); a live writer's file is never touched.
         """
         if fcntl is None:
             return 0
@@ -114,7 +116,10 @@ class LocalArtifactStore(BaseArtifactStore):
             return 0
         for entry in entries:
             try:
-                if not entry.is_file(follow_symlinks=False) or entry.stat().st_mtime > cutoff:
+                st = entry.stat(follow_symlinks=False)
+                if not entry.is_file(follow_symlinks=False) or st.st_mtime > cutoff:
+                    continue
+                if st.st_nlink > 1:  # a hard link a put is making (mode="hardlink"/"move"): its mtime is the source's
                     continue
                 with open(entry.path, "rb") as f:
                     fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)  # raises if a writer holds it
@@ -348,10 +353,21 @@ class LocalArtifactStore(BaseArtifactStore):
         not): the source kept its inode, size and mtime from before the clone until after the
         hash, so the clone holds the bytes hashed, or the put is refused as for a hard link.
         """
-        old_mode = make_read_only(tmp)
+        try:
+            old_mode = make_read_only(tmp)
+        except FileNotFoundError:  # gc took the temporary name of a hard link: the source is the same inode
+            if not shared:
+                raise
+            old_mode = make_read_only(src)
         named = False
         try:
-            with open(tmp, "rb", buffering=0) as f, open(src, "rb", buffering=0) as source:
+            try:
+                held = open(tmp, "rb", buffering=0)  # noqa: SIM115 - closed by the with below
+            except FileNotFoundError:
+                if not shared:
+                    raise
+                held = open(src, "rb", buffering=0)  # noqa: SIM115 - gc took the name: the same inode
+            with held as f, open(src, "rb", buffering=0) as source:
                 if fcntl is not None:  # tells sweep_tmp this name is in use
                     fcntl.flock(f.fileno(), fcntl.LOCK_EX)
                 digest, size = copy_hashing(source, _discard, size_hint=st.st_size, callback=callback)
@@ -364,7 +380,14 @@ class LocalArtifactStore(BaseArtifactStore):
             target = self._path(object_path(digest))
             target.parent.mkdir(parents=True, exist_ok=True)
             try:
-                os.link(tmp, target)
+                try:
+                    os.link(tmp, target)
+                except FileNotFoundError:
+                    # gc took the temporary name (it carries the source's old mtime): link the source itself,
+                    # if it is still the file that was hashed.
+                    if not shared or not same_content_stat(st, os.stat(src)):
+                        raise _source_changed(src) from None
+                    os.link(src, target)
                 named = True
             except FileExistsError:
                 if os.stat(target).st_nlink == 1:  # not a user's file behind a hard link: refresh for gc
