@@ -172,6 +172,10 @@ class MirrorFullError(MirrorError, OSError):
     """The local mirror's disk filled up during a fetch; nothing partial was left in the mirror."""
 
 
+class PutModeError(ScalableError, ValueError):
+    """A put's ``mode=`` is unknown, or this store or filesystem cannot do it (a hard link to a bucket)."""
+
+
 __all__ = [
     "AccessDeniedError",
     "AmbiguousVersionError",
@@ -195,6 +199,7 @@ __all__ = [
     "MirrorError",
     "MirrorFullError",
     "NoSessionError",
+    "PutModeError",
     "ReportError",
     "RunNotFoundError",
     "ScalableError",

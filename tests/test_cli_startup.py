@@ -209,7 +209,7 @@ def test_ls_of_a_local_store_imports_neither_pydantic_nor_fsspec(store: Path) ->
     assert (done.returncode, done.stdout, done.stderr) == (0, "a.txt\nruns/b.txt\n", "")
     assert loaded(modules, *HEAVY) == []
     # Loaded by the first hash or save, not by opening a store: OpenSSL, pickle, random.
-    assert loaded(modules, "hashlib", "pickle", "tempfile") == []
+    assert loaded(modules, "hashlib", "pickle", "tempfile", "ctypes") == []
     from scalable.cli.commands import COMMAND_MODULES
 
     assert loaded(modules, *COMMAND_MODULES) == ["scalable.cli.store_cmds"]

@@ -141,7 +141,7 @@ def test_failed_put_leaves_nothing_behind(
         pass
 
     writes = {"n": 0}
-    real_write = os.write
+    real_write, real_pwrite = os.write, os.pwrite
 
     def failing_write(fd: int, data: bytes) -> int:
         writes["n"] += 1
@@ -149,7 +149,14 @@ def test_failed_put_leaves_nothing_behind(
             raise Full(28, "No space left on device")
         return real_write(fd, data)
 
+    def failing_pwrite(fd: int, data: bytes, offset: int) -> int:  # large files: O_DIRECT writes at offsets
+        writes["n"] += 1
+        if writes["n"] == 3:
+            raise Full(28, "No space left on device")
+        return real_pwrite(fd, data, offset)
+
     monkeypatch.setattr(os, "write", failing_write)
+    monkeypatch.setattr(os, "pwrite", failing_pwrite)
     with pytest.raises(Full):
         local.put(src, "f.bin")
     monkeypatch.undo()

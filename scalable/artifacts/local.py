@@ -10,6 +10,7 @@ next time a store is opened on the root. Large writes start their write-back ear
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import stat
@@ -24,11 +25,13 @@ from typing import BinaryIO
 from scalable.artifacts.base import PathLike
 from scalable.artifacts.callbacks import Callback
 from scalable.artifacts.digests import DigestCache
+from scalable.artifacts.direct import DirectUnsupported, copy_hashing_direct, open_direct
 from scalable.artifacts.layout import OBJECTS, PENDING, REFS, SHA256_OBJECTS, TMP, VERSIONS, object_path
 from scalable.artifacts.primitives import ObjectStat
-from scalable.artifacts.store import BaseArtifactStore
+from scalable.artifacts.putmodes import CloneUnsupported, clone_file, make_read_only, remember_linked, same_content_stat
+from scalable.artifacts.store import BaseArtifactStore, _source_changed
 from scalable.artifacts.transfer import LocalFileWriter, copy_hashing
-from scalable.errors import StoreNotFoundError, StoreUnavailableError
+from scalable.errors import PutModeError, StoreNotFoundError, StoreUnavailableError
 
 try:
     import fcntl
@@ -76,6 +79,7 @@ class LocalArtifactStore(BaseArtifactStore):
         if self.root.exists() and not self.root.is_dir():
             raise StoreUnavailableError(f"store root {self.root} exists and is not a directory: choose another path")
         self.durable = durable
+        self._clone_fails: set[int] = set()  # source devices that cannot clone into this store
         super().__init__(
             self.root.as_uri(), max_concurrency=max_concurrency, digest_cache=digest_cache, keep_versions=keep_versions
         )
@@ -95,8 +99,10 @@ class LocalArtifactStore(BaseArtifactStore):
     def sweep_tmp(self, older_than: float = STALE_TMP_SECONDS) -> int:
         """Remove temporary files left by killed writers; return how many were removed.
 
-        A file counts as left behind when no process holds its lock and it has not been
-        written for ``older_than`` seconds; a live writer's file is never touched.
+        A file counts as left behind when no process holds its lock, it has not been
+        written for ``older_than`` seconds, and it is its file's only name (a hard link that
+        ``mode="hardlink"``/``"move"`` makes carries the source's old mtime; gc removes such
+        leftovers after its grace period); a live writer's file is never touched.
         """
         if fcntl is None:
             return 0
@@ -109,7 +115,10 @@ class LocalArtifactStore(BaseArtifactStore):
             return 0
         for entry in entries:
             try:
-                if not entry.is_file(follow_symlinks=False) or entry.stat().st_mtime > cutoff:
+                st = entry.stat(follow_symlinks=False)
+                if not entry.is_file(follow_symlinks=False) or st.st_mtime > cutoff:
+                    continue
+                if st.st_nlink > 1:  # a hard link a put is making (mode="hardlink"/"move"): its mtime is the source's
                     continue
                 with open(entry.path, "rb") as f:
                     fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)  # raises if a writer holds it
@@ -235,27 +244,164 @@ class LocalArtifactStore(BaseArtifactStore):
 
     _ingest_in_one_read = True
 
+    #: Files at least this large are written with ``O_DIRECT`` where the filesystem allows it
+    #: (:mod:`scalable.artifacts.direct`); ``None``: always through the page cache.
+    direct_io_min_bytes: int | None = 64 * 1024 * 1024
+
     def _ingest_file(self, src: Path, st: os.stat_result, callback: Callback) -> tuple[str, int]:
         # Write and hash in one read into a temporary file, then give it its digest name (if absent).
         tmp = self._tmp_file()
-        with open(src, "rb", buffering=0) as fin, open(tmp, "wb", buffering=0) as out:
-            if fcntl is not None:
-                fcntl.flock(out.fileno(), fcntl.LOCK_EX)
+        try:
+            direct = self._ingest_direct(src, st, tmp, callback)
+            if direct is not None:
+                digest, size = direct
+            else:
+                with open(src, "rb", buffering=0) as fin, open(tmp, "wb", buffering=0) as out:
+                    if fcntl is not None:
+                        fcntl.flock(out.fileno(), fcntl.LOCK_EX)
+                    digest, size = copy_hashing(
+                        fin, LocalFileWriter(out).write, size_hint=st.st_size, callback=callback
+                    )
+                    if self.durable:
+                        os.fsync(out.fileno())
+            target = self._path(object_path(digest))
+            target.parent.mkdir(parents=True, exist_ok=True)
             try:
-                digest, size = copy_hashing(fin, LocalFileWriter(out).write, size_hint=st.st_size, callback=callback)
+                os.link(tmp, target)
+            except FileExistsError:
+                if os.stat(target).st_nlink == 1:  # not a user's file behind a hard link
+                    os.utime(target)  # the content is there: refresh its time for gc's grace period
+            if self.durable:
+                _fsync_dir(target.parent)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return digest, size
+
+    def _ingest_direct(self, src: Path, st: os.stat_result, tmp: Path, callback: Callback) -> tuple[str, int] | None:
+        """Copy a large file to ``tmp`` with ``O_DIRECT`` writes, hashing it; ``None`` if the filesystem refuses."""
+        if self.direct_io_min_bytes is None or st.st_size < self.direct_io_min_bytes:
+            return None
+        try:
+            fd, plain = open_direct(tmp)
+        except DirectUnsupported:
+            return None
+        try:
+            if fcntl is not None:  # held until close: tells sweep_tmp this file is in use
+                fcntl.flock(plain, fcntl.LOCK_EX)
+            with open(src, "rb", buffering=0) as fin:
+                digest, size = copy_hashing_direct(fin, fd, plain, callback=callback)
+            if self.durable:
+                os.fsync(fd)
+            return digest, size
+        finally:
+            os.close(fd)
+            os.close(plain)
+
+    _local_modes = True
+
+    def _ingest_by_mode(
+        self, src: Path, st: os.stat_result, known: str | None, mode: str, callback: Callback
+    ) -> tuple[str, int] | None:
+        """Link, clone or move ``src`` into the objects and hash it there (one read); ``None``: copy it.
+
+        The new name is made in ``.scalable/tmp`` first (a hard link or a clone), made
+        read-only, hashed, and only then linked to its digest name, so the object is always
+        the bytes that were hashed. A hard link that changed while it was hashed is refused.
+        """
+        if mode == "copy" or (known is not None and self._head(object_path(known)) is not None):
+            return None  # nothing to make: the store holds this content already (or a plain copy was asked)
+        cloning = mode in ("reflink", "auto")
+        if cloning and st.st_dev in self._clone_fails and mode == "auto":
+            return None
+        tmp = self._tmp_file()
+        try:
+            if cloning:
+                try:
+                    clone_file(src, tmp)
+                except CloneUnsupported as exc:
+                    if mode == "auto":
+                        self._clone_fails.add(st.st_dev)
+                        return None
+                    raise PutModeError(
+                        f"cannot put {src} with mode='reflink': the filesystem cannot clone it into the store at "
+                        f"{self.root} ({exc.strerror}). Clones need both on one btrfs, XFS (reflink=1) or APFS "
+                        "filesystem; use mode='auto' (clone if possible, else copy), 'copy' or 'hardlink'"
+                    ) from None
+            else:
+                try:
+                    os.link(src, tmp)
+                except OSError as exc:
+                    if mode == "move":  # another filesystem: copy here, remove the source once committed
+                        return None
+                    why = "it is on another filesystem" if exc.errno == errno.EXDEV else exc.strerror
+                    raise PutModeError(
+                        f"cannot put {src} with mode='hardlink' into the store at {self.root}: {why}. A hard link "
+                        "needs the source on the store's filesystem; use mode='copy' or 'move' (copies, then "
+                        "removes the source)"
+                    ) from None
+            return self._name_object(src, st, tmp, shared=not cloning, callback=callback)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def _name_object(
+        self, src: Path, st: os.stat_result, tmp: Path, *, shared: bool, callback: Callback
+    ) -> tuple[str, int]:
+        """Hash the linked or cloned ``tmp``, then give it its digest name; ``shared``: it is ``src``'s inode.
+
+        A clone is hashed through its source, whose pages are likely cached (the clone's are
+        not): the source kept its inode, size and mtime from before the clone until after the
+        hash, so the clone holds the bytes hashed, or the put is refused as for a hard link.
+        """
+        try:
+            old_mode = make_read_only(tmp)
+        except FileNotFoundError:  # gc took the temporary name of a hard link: the source is the same inode
+            if not shared:
+                raise
+            old_mode = make_read_only(src)
+        named = False
+        try:
+            try:
+                held = open(tmp, "rb", buffering=0)  # noqa: SIM115 - closed by the with below
+            except FileNotFoundError:
+                if not shared:
+                    raise
+                held = open(src, "rb", buffering=0)  # noqa: SIM115 - gc took the name: the same inode
+            with held as f, open(src, "rb", buffering=0) as source:
+                if fcntl is not None:  # tells sweep_tmp this name is in use
+                    fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+                digest, size = copy_hashing(source, _discard, size_hint=st.st_size, callback=callback)
+                if size != st.st_size or not same_content_stat(st, os.fstat(source.fileno())):
+                    raise _source_changed(src)
+                if shared and not same_content_stat(st, os.fstat(f.fileno())):
+                    raise _source_changed(src)  # src was replaced: the linked file is not what was hashed
                 if self.durable:
-                    os.fsync(out.fileno())
-                target = self._path(object_path(digest))
-                target.parent.mkdir(parents=True, exist_ok=True)
+                    os.fsync(f.fileno())
+            target = self._path(object_path(digest))
+            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
                 try:
                     os.link(tmp, target)
-                except FileExistsError:
-                    os.utime(target)  # the content is there: refresh its time for gc's grace period
-                if self.durable:
-                    _fsync_dir(target.parent)
-            finally:
-                tmp.unlink(missing_ok=True)
-        return digest, size
+                except FileNotFoundError:
+                    # gc took the temporary name (it carries the source's old mtime): link the source itself,
+                    # if it is still the file that was hashed.
+                    if not shared or not same_content_stat(st, os.stat(src)):
+                        raise _source_changed(src) from None
+                    os.link(src, target)
+                named = True
+            except FileExistsError:
+                if os.stat(target).st_nlink == 1:  # not a user's file behind a hard link: refresh for gc
+                    os.utime(target)
+            if self.durable:
+                _fsync_dir(target.parent)
+            if named:
+                remember_linked(self.digests, target, st if shared else os.stat(target), digest)
+            return digest, size
+        finally:
+            if shared and not named:  # the source is not an object after all: give it back its mode
+                try:
+                    os.chmod(tmp, old_mode)
+                except OSError:
+                    pass
 
     def _read_range(self, rel: str, start: int, n: int) -> bytes:
         with open(self._path(rel), "rb") as f:
@@ -295,6 +441,10 @@ class LocalArtifactStore(BaseArtifactStore):
                 return any(True for _ in it)
         except (FileNotFoundError, NotADirectoryError):
             return False
+
+
+def _discard(_: memoryview) -> None:
+    return None
 
 
 __all__ = ["LocalArtifactStore"]

@@ -66,6 +66,14 @@ from scalable.artifacts.layout import (
 )
 from scalable.artifacts.observe import notify_read
 from scalable.artifacts.primitives import IncompleteUpload, ObjectStat
+from scalable.artifacts.putmodes import (
+    PutMode,
+    check_mode,
+    refuse_packed,
+    refuse_remote,
+    remove_moved_file,
+    remove_moved_tree,
+)
 from scalable.artifacts.transfer import (
     LocalFileWriter,
     RangeReader,
@@ -417,6 +425,7 @@ class BaseArtifactStore(ABC):
         pack: bool = False,
         callback: Callback = DEFAULT_CALLBACK,
         remote_key: str | None = None,
+        mode: PutMode = "auto",
     ) -> ArtifactRef:
         """Store a local file or directory under ``key``, commit it as a new version, and return its ref.
 
@@ -425,8 +434,20 @@ class BaseArtifactStore(ABC):
         the tree digest either way. Content the store already holds (under any key or
         version) is not transferred again; if the key's latest version already has this
         content, kind and metadata, that version is returned and no new one is made.
+
+        ``mode`` says how a new object is made from each file (:mod:`scalable.artifacts.putmodes`):
+        ``"copy"``, ``"reflink"`` (a copy-on-write clone), ``"hardlink"`` (the object is the
+        source file, made read-only), ``"move"`` (the source is removed once committed), or
+        ``"auto"``: a clone where the filesystem can make one, else a copy. A store that is
+        not on local disk copies (``"auto"``, ``"copy"``, ``"move"``) and refuses the others
+        with ``PutModeError``.
         """
         key = validate_key(_key_argument(key, remote_key, "put"))
+        mode = check_mode(mode)  # type: ignore[assignment]
+        if not self._local_modes:
+            refuse_remote(mode, self._uri)
+        if pack:
+            refuse_packed(mode)
         src = destination.local_path(local_path, "local path")
         try:
             st = src.stat()
@@ -446,8 +467,15 @@ class BaseArtifactStore(ABC):
         if previous is None:
             self._check_conflicts(key)
         if is_dir:
-            return self._put_dir(src, key, meta, previous, pack, callback).ref
-        return self._put_file(src, st, key, resolved, meta, previous, callback).ref
+            sources: list[SourceFile] = []
+            ref = self._put_dir(src, key, meta, previous, pack, callback, mode, sources).ref
+            if mode == "move":  # only once committed: a failed put leaves the source where it was
+                remove_moved_tree(src, sources)
+            return ref
+        ref = self._put_file(src, st, key, resolved, meta, previous, callback, mode).ref
+        if mode == "move":
+            remove_moved_file(src, st)
+        return ref
 
     def put_bytes(
         self, data: bytes | bytearray | memoryview, key: str, *, metadata: dict[str, Any] | None = None
@@ -990,10 +1018,14 @@ class BaseArtifactStore(ABC):
         meta: dict[str, Any],
         previous: RefRecord | None,
         callback: Callback,
+        mode: str = "copy",
     ) -> RefRecord:
         callback.set_size(st.st_size)
         known = self.digests.lookup(st)
-        if known is None and self._ingest_in_one_read:
+        ingested = self._ingest_by_mode(src, st, known, mode, callback)
+        if ingested is not None:  # linked, cloned or moved into the objects (local stores)
+            digest, size = ingested
+        elif known is None and self._ingest_in_one_read:
             # One read that writes and hashes (local stores); the object gets its name only if whole.
             digest, size = self._ingest_file(src, st, callback)
             self._remember_source(src, st, digest, size)
@@ -1010,6 +1042,14 @@ class BaseArtifactStore(ABC):
 
     #: Whether a new file is written and hashed in one read (:meth:`_ingest_file`) instead of hashed first.
     _ingest_in_one_read = False
+    #: Whether objects can share storage with local files (``mode="reflink"``/``"hardlink"``).
+    _local_modes = False
+
+    def _ingest_by_mode(
+        self, src: Path, st: os.stat_result, known: str | None, mode: str, callback: Callback
+    ) -> tuple[str, int] | None:
+        """Make the object of ``src`` by ``mode`` without copying it (see ``LocalArtifactStore``); ``None``: copy it."""
+        return None
 
     def _ingest_file(self, src: Path, st: os.stat_result, callback: Callback) -> tuple[str, int]:
         """Write a file of unknown digest into the objects in one read; return its digest and size."""
@@ -1111,9 +1151,22 @@ class BaseArtifactStore(ABC):
         previous: RefRecord | None,
         pack: bool,
         callback: Callback,
+        mode: str = "copy",
+        sources: list[SourceFile] | None = None,
     ) -> RefRecord:
         dirs, files = walk_tree(src)
-        digests = self._map(lambda f: self.digests.digest_of(f.local, f.stat), files)
+        if sources is not None:
+            sources.extend(files)
+
+        def digest_of(f: SourceFile) -> tuple[str, int]:
+            known = self.digests.lookup(f.stat)
+            if not pack and (made := self._ingest_by_mode(f.local, f.stat, known, mode, callback)) is not None:
+                return made  # this file's object is made already, by link, clone or move
+            return (known, f.stat.st_size) if known is not None else self.digests.digest_of(f.local, f.stat)
+
+        if self._local_modes and mode != "copy" and not pack:
+            callback.set_size(sum(f.stat.st_size for f in files))
+        digests = self._map(digest_of, files)
         entries = [TreeEntry(d, "dir") for d in dirs] + [
             TreeEntry(f.path, "file", d, n) for f, (d, n) in zip(files, digests, strict=True)
         ]

@@ -18,6 +18,10 @@ Each request runs on a thread of its own and is awaited at most ``timeout`` seco
 store's own retries against a dead endpoint can take half a minute (s3fs, botocore and
 the store each retry), and a cache must not make a call wait that long. A read that
 times out is a miss; a write that times out is left to finish in the background.
+
+Reads go through the machine's local mirror (:mod:`scalable.cache.mirrored`): a hit costs
+one ref read when the mirror holds the entry's digest already, and an entry this machine
+fetched before is still served, from the mirror, while the remote is down or resting.
 """
 
 from __future__ import annotations
@@ -29,8 +33,10 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from scalable.artifacts.base import ArtifactStore
+from scalable.artifacts.mirror import Mirror
 from scalable.artifacts.observe import reads_unobserved
 from scalable.cache import entries, events
+from scalable.cache.mirrored import MirroredEntries
 from scalable.errors import ArtifactNotFoundError, IntegrityError
 
 log = logging.getLogger("scalable.cache")
@@ -56,7 +62,11 @@ def _describe(exc: BaseException) -> str:
 
 
 class RemoteTier:
-    """Entries in ``store``, signed with ``secret`` when one is set."""
+    """Entries in ``store``, signed with ``secret`` when one is set.
+
+    ``mirror``: read entries through this local mirror (``True``: the default one, as
+    ``store.fetch`` uses; ``False``: read them directly, and serve nothing in an outage).
+    """
 
     def __init__(
         self,
@@ -65,8 +75,11 @@ class RemoteTier:
         backoff: float = 30.0,
         timeout: float | None = 10.0,
         settle: float | None = None,
+        mirror: Mirror | bool = True,
     ) -> None:
         self.store = store
+        self._mirror_choice = mirror
+        self._mirrored_entries: MirroredEntries | None = None
         self.secret = secret
         self.backoff = max(0.0, backoff)
         self.timeout = timeout if timeout is None or timeout > 0 else None
@@ -101,27 +114,68 @@ class RemoteTier:
         signature.
         """
         if self.resting():
-            return "resting", None, None
-        started = time.monotonic()
-        try:
-            data = self._within_timeout(lambda: _unobserved_get(self.store, entry_key(key)))
-        except ArtifactNotFoundError:
-            self._succeeded()
-            return "miss", None, None
-        except IntegrityError as exc:
-            self._succeeded()
-            self.refuse(key, f"stored bytes do not match their digest ({exc})")
-            return "refused", None, None
-        except Exception as exc:
-            self._failed("get", exc, started)
-            return "error", None, None
-        self._succeeded()
+            data = self._offline(key)
+            if data is None:
+                return "resting", None, None
+        else:
+            started = time.monotonic()
+            try:
+                data = self._within_timeout(lambda: self._read(key))
+            except ArtifactNotFoundError:
+                self._succeeded()
+                return "miss", None, None
+            except IntegrityError as exc:
+                self._succeeded()
+                self.refuse(key, f"stored bytes do not match their digest ({exc})")
+                return "refused", None, None
+            except Exception as exc:
+                self._failed("get", exc, started)
+                data = self._offline(key)
+                if data is None:
+                    return "error", None, None
+            else:
+                self._succeeded()
         try:
             payload = entries.verified_payload(data, key, self.secret)
         except entries.EntryError as exc:
             self.refuse(key, str(exc))
             return "refused", None, None
         return "hit", data, payload
+
+    def _mirrored(self) -> MirroredEntries | None:
+        """The entries read through the local mirror, or ``None`` (no mirror, or a store that cannot be mirrored)."""
+        if self._mirrored_entries is not None or self._mirror_choice is False:
+            return self._mirrored_entries
+        if not all(hasattr(self.store, name) for name in ("info", "get", "get_bytes")):
+            return None
+        if isinstance(self._mirror_choice, Mirror):
+            mirror = self._mirror_choice
+        else:
+            from scalable.artifacts.mirror import default_mirror
+
+            try:
+                mirror = default_mirror()
+            except Exception as exc:  # a bad mirror setting must not break the cache: read directly
+                log.warning("remote cache %s: no local mirror (%s); reading entries directly", self.uri, exc)
+                self._mirror_choice = False
+                return None
+        self._mirrored_entries = MirroredEntries(mirror, self.uri)
+        return self._mirrored_entries
+
+    def _read(self, key: str) -> bytes:
+        mirrored = self._mirrored()
+        if mirrored is None:
+            return _unobserved_get(self.store, entry_key(key))
+        with reads_unobserved():
+            return mirrored.read(self.store, entry_key(key), key)
+
+    def _offline(self, key: str) -> bytes | None:
+        """An entry this machine fetched before, from the local mirror, while the remote cannot answer."""
+        mirrored = self._mirrored()
+        data = mirrored.read_offline(key) if mirrored is not None else None
+        if data is not None:
+            log.debug("remote cache %s: served %s from the local mirror while the remote is down", self.uri, key)
+        return data
 
     def put(self, key: str, data: bytes, metadata: dict[str, Any] | None = None) -> bool:
         """Store an entry; False if the remote failed or rests (logged, never raised)."""

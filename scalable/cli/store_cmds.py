@@ -111,6 +111,16 @@ def put(
     pack: Annotated[
         bool, typer.Option("--pack", help="Store a directory as one object (its files concatenated).")
     ] = False,
+    mode: Annotated[
+        str,
+        typer.Option(
+            "--mode",
+            metavar="MODE",
+            help="How objects are made from SRC: auto (clone if the filesystem can, else copy), copy, "
+            "reflink (copy-on-write clone), hardlink (SRC becomes read-only and is the stored file) "
+            "or move (SRC is removed once stored).",
+        ),
+    ] = "auto",
     json_mode: Json = False,
     quiet: Quiet = False,
 ) -> None:
@@ -125,7 +135,7 @@ def put(
     store, key = open_store(uri, need_key=True, create=True)
     metadata = dict(item.split("=", 1) for item in meta or [])
     with _transfer(out, f"put {key}") as callback:
-        ref = store.put(src, key, kind=kind, metadata=metadata, pack=pack, callback=callback)
+        ref = store.put(src, key, kind=kind, metadata=metadata, pack=pack, callback=callback, mode=mode)  # type: ignore[arg-type]
     if json_mode:
         out.json(_ref_doc(ref, store))
     elif quiet:
