@@ -34,31 +34,23 @@ from scalable.artifacts.layout import TMP
 from scalable.artifacts.primitives import ObjectStat
 from scalable.artifacts.retry import DEFAULT_POLICY, RetryPolicy, http_status, is_transient, retry_call
 from scalable.artifacts.store import BaseArtifactStore
-from scalable.artifacts.uris import redact_uri, split_protocol
-from scalable.errors import (
-    AccessDeniedError,
-    BucketNotFoundError,
-    ScalableError,
-    StoreUnavailableError,
-    UnsupportedURIError,
+from scalable.artifacts.transport_errors import (
+    INVALID_REQUEST,
+    NO_CREDENTIALS,
+    access_denied,
+    bad_bucket_name,
+    bucket_not_found,
+    safe_reason,
+    service_name,
+    unavailable,
 )
+from scalable.artifacts.uris import redact_uri, split_protocol
+from scalable.errors import AccessDeniedError, ScalableError, UnsupportedURIError
 
 T = TypeVar("T")
 
 #: Filesystems whose uploads appear whole or not at all, and can be discarded mid-way.
 ATOMIC_UPLOAD_PROTOCOLS = frozenset({"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss"})
-
-_SERVICE_NAMES = {"s3": "AWS S3", "s3a": "AWS S3", "gs": "Google Cloud Storage", "gcs": "Google Cloud Storage"}
-_CREATE_HINT = {
-    "s3": "create it with `aws s3 mb s3://{bucket}` (or your provider's console)",
-    "gs": "create it with `gcloud storage buckets create gs://{bucket}`",
-    "az": "create it with `az storage container create --name {bucket}`",
-}
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}"[:300]
 
 
 class _AttemptProgress(Callback):
@@ -77,32 +69,6 @@ class _AttemptProgress(Callback):
         if self._sent:
             self._parent.relative_update(-self._sent)
             self._sent = 0
-
-
-#: Drivers' "no usable credentials" errors (botocore, google-auth): not a ``PermissionError``, same remedy.
-_NO_CREDENTIALS = frozenset({"NoCredentialsError", "PartialCredentialsError", "DefaultCredentialsError"})
-#: Drivers' "this request cannot be sent" errors: a bucket name the service would never accept.
-_INVALID_REQUEST = frozenset({"ParamValidationError", "InvalidBucketName"})
-
-
-def _safe_reason(exc: BaseException, options: dict[str, Any]) -> str:
-    """The first line of a driver's error, left out if it repeats a storage option's value (a secret)."""
-    text = (str(exc).strip().splitlines() or [""])[0][:200]
-    values = [v for v in _strings(options) if len(v) >= 4]
-    if any(v in text for v in values):
-        return type(exc).__name__
-    return f"{type(exc).__name__}: {text}"
-
-
-def _strings(value: Any) -> Iterator[str]:
-    if isinstance(value, str):
-        yield value
-    elif isinstance(value, dict):
-        for v in value.values():
-            yield from _strings(v)
-    elif isinstance(value, (list, tuple)):
-        for v in value:
-            yield from _strings(v)
 
 
 class FsspecArtifactStore(BaseArtifactStore):
@@ -143,7 +109,7 @@ class FsspecArtifactStore(BaseArtifactStore):
         except (ValueError, TypeError, KeyError, OSError) as exc:  # adlfs without an account, zip:// of no file...
             raise UnsupportedURIError(
                 f"cannot set up the {self.protocol}:// filesystem for {redact_uri(uri)!r}: "
-                f"{_safe_reason(exc, options)}; check the URI and its storage options (account, credentials, "
+                f"{safe_reason(exc, [options])}; check the URI and its storage options (account, credentials, "
                 "endpoint)"
             ) from None
         protocols = {self.fs.protocol} if isinstance(self.fs.protocol, str) else set(self.fs.protocol)
@@ -178,12 +144,15 @@ class FsspecArtifactStore(BaseArtifactStore):
                 return f"https://{parts['AccountName']}.blob.core.windows.net"
         if options.get("account_name"):
             return f"https://{options['account_name']}.blob.core.windows.net"
-        return _SERVICE_NAMES.get(self.protocol, f"{self.protocol}://")
+        return service_name(self.protocol)
 
     @property
     def bucket(self) -> str:
         """The bucket (or container) the store's root is in."""
         return self.root_path.split("/", 1)[0]
+
+    def _reason(self, exc: BaseException) -> str:
+        return safe_reason(exc, [self.storage_options])
 
     def _translate(self, what: str, fn: Callable[[], T]) -> T:
         """Run ``fn``; turn access and connection failures into ``ScalableError`` subclasses."""
@@ -195,26 +164,16 @@ class FsspecArtifactStore(BaseArtifactStore):
             raise self._access_denied(what, exc) from None
         except Exception as exc:
             status = http_status(exc)
-            if status in (401, 403) or type(exc).__name__ in _NO_CREDENTIALS:
+            if status in (401, 403) or type(exc).__name__ in NO_CREDENTIALS:
                 raise self._access_denied(what, exc) from None
-            if type(exc).__name__ in _INVALID_REQUEST:
-                raise UnsupportedURIError(
-                    f"cannot {what} in {self.uri}: {self.endpoint} cannot be asked ({_one_line(exc)}); "
-                    "check the bucket name in the URI"
-                ) from None
+            if type(exc).__name__ in INVALID_REQUEST:
+                raise bad_bucket_name(self.endpoint, what, self.uri, self._reason(exc)) from None
             if is_transient(exc):
-                raise StoreUnavailableError(
-                    f"cannot {what} in {self.uri}: {self.endpoint} did not answer, after retries "
-                    f"({_one_line(exc)}); check that the service is running and reachable from this "
-                    "machine, then retry"
-                ) from None
+                raise unavailable(self.endpoint, what, self.uri, self._reason(exc)) from None
             raise
 
     def _access_denied(self, what: str, exc: BaseException) -> AccessDeniedError:
-        return AccessDeniedError(
-            f"{self.endpoint} refused to {what} in {self.uri} ({_one_line(exc)}): check the credentials "
-            "(storage options or the environment) and that they may read and write this bucket"
-        )
+        return access_denied(self.endpoint, what, self.uri, self._reason(exc))
 
     def _call(self, what: str, fn: Callable[[], T]) -> T:
         """One request (or a few): bucket checked once, transient failures retried, errors translated."""
@@ -231,11 +190,7 @@ class FsspecArtifactStore(BaseArtifactStore):
             )
         except FileNotFoundError:
             if not self.create:
-                hint = _CREATE_HINT.get(self.protocol, _CREATE_HINT.get(self.protocol[:2], "create it first"))
-                raise BucketNotFoundError(
-                    f"bucket {bucket!r} of {self.uri} does not exist at {self.endpoint}: "
-                    f"{hint.format(bucket=bucket)}, or pass create=True to build_artifact_store"
-                ) from None
+                raise bucket_not_found(bucket, self.uri, self.endpoint, self.protocol) from None
             self._translate("create the bucket", lambda: self.fs.mkdir(bucket))
         self._root_checked = True
 

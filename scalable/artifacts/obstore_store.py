@@ -52,14 +52,16 @@ from scalable.artifacts.retry import (
     retry_call,
 )
 from scalable.artifacts.store import BaseArtifactStore, _source_changed
-from scalable.artifacts.uris import redact_uri, split_protocol
-from scalable.errors import (
-    AccessDeniedError,
-    BucketNotFoundError,
-    ScalableError,
-    StoreUnavailableError,
-    UnsupportedURIError,
+from scalable.artifacts.transport_errors import (
+    NO_BUCKET_CODES,
+    access_denied,
+    bad_bucket_name,
+    bucket_not_found,
+    safe_reason,
+    unavailable,
 )
+from scalable.artifacts.uris import redact_uri, split_protocol
+from scalable.errors import BucketNotFoundError, ScalableError, UnsupportedURIError
 
 T = TypeVar("T")
 MiB = 1024 * 1024
@@ -70,7 +72,6 @@ NATIVE_SCHEMES = {"s3": "s3", "s3a": "s3", "az": "azure", "abfs": "azure", "abfs
 #: What S3 and Azure accept in a bucket or container name (the services are stricter; this catches typos).
 _BUCKET_NAME = re.compile(r"^[a-zA-Z0-9.\-_]{1,255}$")
 _STATUS = re.compile(r"status code: (\d{3})")
-_QUERY = re.compile(r"\?\S*")
 _TRANSIENT_TEXT = (
     "error sending request",
     "connection refused",
@@ -88,11 +89,6 @@ _TRANSIENT_TEXT = (
     "unexpected eof",
     "error reading a body",
 )
-_NO_BUCKET_CODES = ("NoSuchBucket", "ContainerNotFound")
-_HINT = {
-    "s3": "create it with `aws s3 mb s3://{bucket}` (or your provider's console)",
-    "azure": "create it with `az storage container create --name {bucket}`",
-}
 
 
 def _status(exc: BaseException) -> int | None:
@@ -370,47 +366,28 @@ class ObstoreArtifactStore(BaseArtifactStore):
 
     def _safe_reason(self, exc: BaseException) -> str:
         """The first line of obstore's error without query strings, or only its type if it repeats a secret."""
-        text = (str(exc).strip().splitlines() or [""])[0]
-        text = _QUERY.sub("?…", text)[:240]
-        secrets = [str(v) for v in _values(self.storage_options) if len(str(v)) >= 4]
-        secrets += [str(v) for k, v in self.native.config.items() if k not in ("bucket", "container_name", "endpoint")]
-        if any(s and s in text for s in secrets if len(s) >= 4 and s not in ("True", "sha256")):
-            return type(exc).__name__
-        return f"{type(exc).__name__}: {text}"
+        config = {k: v for k, v in self.native.config.items() if k not in ("bucket", "container_name", "endpoint")}
+        return safe_reason(exc, [self.storage_options, config])
 
     def _translate(self, what: str, exc: BaseException) -> BaseException:
         if isinstance(exc, (ScalableError, IsADirectoryError, NotADirectoryError)):
             return exc
         text = str(exc)
-        if any(code in text for code in _NO_BUCKET_CODES):
+        if any(code in text for code in NO_BUCKET_CODES):
             return self._no_bucket()
         if isinstance(exc, FileNotFoundError):
             return exc
         status = _status(exc)
         if isinstance(exc, (PermissionDeniedError, UnauthenticatedError, PermissionError)) or status in (401, 403):
-            return AccessDeniedError(
-                f"{self.endpoint} refused to {what} in {self.uri} ({self._safe_reason(exc)}): check the credentials "
-                "(storage options or the environment) and that they may read and write this bucket"
-            )
+            return access_denied(self.endpoint, what, self.uri, self._safe_reason(exc))
         if is_transient_native(exc):
-            return StoreUnavailableError(
-                f"cannot {what} in {self.uri}: {self.endpoint} did not answer within the deadline "
-                f"({self.deadlines.operation:g} s, after retries; {self._safe_reason(exc)}); check that the service "
-                "is running and reachable from this machine, then retry"
-            )
+            return unavailable(self.endpoint, what, self.uri, self._safe_reason(exc), deadline=self.deadlines.operation)
         if status == 400 and "bucket" in text.lower():
-            return UnsupportedURIError(
-                f"cannot {what} in {self.uri}: {self.endpoint} refused the request ({self._safe_reason(exc)}); "
-                "check the bucket name in the URI"
-            )
+            return bad_bucket_name(self.endpoint, what, self.uri, self._safe_reason(exc), refused=True)
         return exc
 
     def _no_bucket(self) -> BucketNotFoundError:
-        hint = _HINT[self.native.service].format(bucket=self.bucket)
-        return BucketNotFoundError(
-            f"bucket {self.bucket!r} of {self.uri} does not exist at {self.endpoint}: {hint}, "
-            "or pass create=True to build_artifact_store"
-        )
+        return bucket_not_found(self.bucket, self.uri, self.endpoint, self.protocol)
 
     def _call(self, what: str, fn: Callable[[], T]) -> T:
         """One operation: bucket checked once, transient failures retried until the deadline, errors translated."""
@@ -731,17 +708,6 @@ class ObstoreArtifactStore(BaseArtifactStore):
             return [fn(item) for item in items]
         with concurrent.futures.ThreadPoolExecutor(max_workers=min(self.max_concurrency, len(items))) as pool:
             return list(pool.map(fn, items))
-
-
-def _values(value: Any) -> Iterator[Any]:
-    if isinstance(value, dict):
-        for v in value.values():
-            yield from _values(v)
-    elif isinstance(value, (list, tuple)):
-        for v in value:
-            yield from _values(v)
-    elif isinstance(value, str):
-        yield value
 
 
 __all__ = ["NATIVE_SCHEMES", "ObstoreArtifactStore", "is_transient_native"]
