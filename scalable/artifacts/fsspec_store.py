@@ -30,9 +30,20 @@ from fsspec.callbacks import Callback
 from fsspec.spec import AbstractBufferedFile, AbstractFileSystem
 
 from scalable.artifacts.digests import DigestCache
+from scalable.artifacts.driver_retries import driver_retries_kept, single_attempt_driver, single_attempt_options
 from scalable.artifacts.layout import TMP
 from scalable.artifacts.primitives import ObjectStat
-from scalable.artifacts.retry import DEFAULT_POLICY, RetryPolicy, http_status, is_transient, retry_call
+from scalable.artifacts.retry import (
+    DEFAULT_POLICY,
+    NATIVE_POLICY,
+    Deadlines,
+    RetryPolicy,
+    http_status,
+    is_transient,
+    resolve_deadlines,
+    retry_call,
+    should_retry,
+)
 from scalable.artifacts.store import BaseArtifactStore
 from scalable.artifacts.transport_errors import (
     INVALID_REQUEST,
@@ -77,8 +88,14 @@ class FsspecArtifactStore(BaseArtifactStore):
     ``storage_options`` go to the fsspec filesystem as they are (``endpoint_url``, keys,
     ``client_kwargs``, ...). Pass ``fs`` to reuse a filesystem you already built.
     ``create=True`` creates a missing bucket or container instead of raising
-    ``BucketNotFoundError``; ``retry_policy`` bounds the retries of transient failures.
+    ``BucketNotFoundError``; ``retry_policy`` bounds the retries of transient failures and
+    ``deadlines`` their time. For S3, GCS and Azure filesystems it builds itself, the store
+    turns the driver's own retries to one attempt and gives it timeouts from ``deadlines``
+    (:mod:`scalable.artifacts.driver_retries`), so its retries are the only ones.
     """
+
+    #: Options of this store (not of the filesystem) that ``build_artifact_store`` accepts.
+    store_options: tuple[str, ...] = ("deadlines",)
 
     def __init__(
         self,
@@ -89,8 +106,9 @@ class FsspecArtifactStore(BaseArtifactStore):
         max_concurrency: int | None = None,
         digest_cache: DigestCache | None = None,
         create: bool = False,
-        retry_policy: RetryPolicy = DEFAULT_POLICY,
+        retry_policy: RetryPolicy | None = None,
         keep_versions: int | None = None,
+        deadlines: Deadlines | dict[str, float] | None = None,
     ) -> None:
         protocol, rest = split_protocol(uri)
         self.protocol = protocol or "file"
@@ -103,7 +121,13 @@ class FsspecArtifactStore(BaseArtifactStore):
             )
         options = {"use_listings_cache": False, **(storage_options or {})}
         self.storage_options = options
+        self.deadlines = resolve_deadlines(deadlines)
+        #: The driver's retries are turned off, so this store's are the only ones (S3, GCS, Azure).
+        self._single_layer = fs is None and self.protocol in ATOMIC_UPLOAD_PROTOCOLS
         try:
+            if fs is None and self._single_layer:
+                fs = fsspec.filesystem(self.protocol, **single_attempt_options(self.protocol, options, self.deadlines))
+                single_attempt_driver(fs, self.protocol, options, self.deadlines)
             self.fs: AbstractFileSystem = fs if fs is not None else fsspec.filesystem(self.protocol, **options)
             self.root_path = self.fs._strip_protocol(uri).rstrip("/")
         except (ValueError, TypeError, KeyError, OSError) as exc:  # adlfs without an account, zip:// of no file...
@@ -115,13 +139,22 @@ class FsspecArtifactStore(BaseArtifactStore):
         protocols = {self.fs.protocol} if isinstance(self.fs.protocol, str) else set(self.fs.protocol)
         self._direct_writes = bool(protocols & ATOMIC_UPLOAD_PROTOCOLS)
         self.create = create
-        self.retry_policy = retry_policy
+        # With the driver's retries off, this layer retries failures to connect too (a restarting server);
+        # with the driver's own (a filesystem given as fs=, or retries the user set), it leaves those to it.
+        only_layer = self._single_layer and not driver_retries_kept(self.protocol, options)
+        self.retry_policy = retry_policy or (NATIVE_POLICY if only_layer else DEFAULT_POLICY)
+        self._transient: Callable[[BaseException], bool] = is_transient if only_layer else should_retry
         self._root_checked = not self._direct_writes  # only object stores have buckets to check
         #: Extra keyword arguments of ``cat_file``/``cat`` (a subclass may ask for one request per read).
         self._read_options: dict[str, Any] = {}
         super().__init__(
             redact_uri(uri), max_concurrency=max_concurrency, digest_cache=digest_cache, keep_versions=keep_versions
         )
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        if self._single_layer:  # an unpickled filesystem is built anew, with the driver's retries on again
+            single_attempt_driver(self.fs, self.protocol, self.storage_options, self.deadlines)
 
     # ------------------------------------------------------------------ errors
     @property
@@ -169,7 +202,8 @@ class FsspecArtifactStore(BaseArtifactStore):
             if type(exc).__name__ in INVALID_REQUEST:
                 raise bad_bucket_name(self.endpoint, what, self.uri, self._reason(exc)) from None
             if is_transient(exc):
-                raise unavailable(self.endpoint, what, self.uri, self._reason(exc)) from None
+                deadline = self.deadlines.operation if self._single_layer else None
+                raise unavailable(self.endpoint, what, self.uri, self._reason(exc), deadline=deadline) from None
             raise
 
     def _access_denied(self, what: str, exc: BaseException) -> AccessDeniedError:
@@ -178,16 +212,23 @@ class FsspecArtifactStore(BaseArtifactStore):
     def _call(self, what: str, fn: Callable[[], T]) -> T:
         """One request (or a few): bucket checked once, transient failures retried, errors translated."""
         self._ensure_root()
-        return self._translate(what, lambda: retry_call(fn, policy=self.retry_policy, what=f"{what} {self.uri}"))
+        return self._translate(what, lambda: self._retry(what, fn))
+
+    def _retry(self, what: str, fn: Callable[[], T]) -> T:
+        return retry_call(
+            fn,
+            policy=self.retry_policy,
+            what=f"{what} {self.uri}",
+            transient=self._transient,
+            deadline=self.deadlines.operation,
+        )
 
     def _ensure_root(self) -> None:
         if self._root_checked:
             return
         bucket = self.bucket
         try:
-            self._translate(
-                "check the bucket", lambda: retry_call(lambda: self.fs.info(bucket), policy=self.retry_policy)
-            )
+            self._translate("check the bucket", lambda: self._retry("check the bucket", lambda: self.fs.info(bucket)))
         except FileNotFoundError:
             if not self.create:
                 raise bucket_not_found(bucket, self.uri, self.endpoint, self.protocol) from None

@@ -44,11 +44,11 @@ from scalable.artifacts.digests import DigestCache, format_digest
 from scalable.artifacts.obstore_options import NO_RETRIES, NativeConfig, azure_config, client_options, s3_config
 from scalable.artifacts.primitives import ObjectStat
 from scalable.artifacts.retry import (
-    DEFAULT_DEADLINES,
     NATIVE_POLICY,
     Deadlines,
     RetryPolicy,
     is_connection_error,
+    resolve_deadlines,
     retry_call,
 )
 from scalable.artifacts.store import BaseArtifactStore, _source_changed
@@ -295,9 +295,7 @@ class ObstoreArtifactStore(BaseArtifactStore):
         self.bucket = bucket
         self.prefix = prefix.strip("/")
         self.storage_options = dict(storage_options or {})
-        if isinstance(deadlines, dict):
-            deadlines = Deadlines(**deadlines)
-        self.deadlines = deadlines or DEFAULT_DEADLINES
+        self.deadlines = resolve_deadlines(deadlines)
         self.retry_policy = retry_policy
         self.create = create
         if part_size is not None:
