@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from fsspec.callbacks import Callback
 
-from scalable import IntegrityError, build_artifact_store
+from scalable import IntegrityError, UnsupportedURIError, build_artifact_store
 from scalable.artifacts.obstore_store import ObstoreArtifactStore
 from scalable.artifacts.store import OBJECTS
 from tests.servers.seaweedfs import SeaweedFS
@@ -43,8 +43,15 @@ def server(request: pytest.FixtureRequest) -> Any:
 
 
 def make_store(server: Any, prefix: str | None = None, **options: Any) -> ObstoreArtifactStore:
-    """A native store on ``server`` (a fresh prefix unless given), parts of 5 MiB, four in flight."""
-    kwargs: dict[str, Any] = {"part_size": PART, "multipart_threshold": PART, "part_concurrency": 4, **options}
+    """A native store on ``server`` (a fresh prefix unless given), parts and ranges of 5 MiB, four in flight."""
+    kwargs: dict[str, Any] = {
+        "part_size": PART,
+        "multipart_threshold": PART,
+        "part_concurrency": 4,
+        "range_size": PART,
+        "range_concurrency": 4,
+        **options,
+    }
     url = server.url(server.shared_bucket(), prefix or uuid.uuid4().hex)
     store = build_artifact_store(url, **server.storage_options, **kwargs)
     assert isinstance(store, ObstoreArtifactStore)
@@ -111,6 +118,20 @@ def test_uneven_last_part_overwrite_and_a_directory(server: Any, tmp_path: Path)
     (src / "large.bin").write_bytes(data[::-1])
     assert store.put(src / "large.bin", "m.bin").digest == sha256(data[::-1])
     assert store.get_bytes("m.bin") == data[::-1]
+
+
+def test_a_large_get_by_many_small_ranges_is_whole(server: Any, tmp_path: Path) -> None:
+    """Ranges finish out of order; each lands at its offset and the digest is of the bytes in order."""
+    data = os.urandom(12 * MiB + 1)
+    (tmp_path / "m.bin").write_bytes(data)
+    store = make_store(server, range_size=MiB, range_concurrency=6)
+    ref = store.put(tmp_path / "m.bin", "m.bin")
+    down = Progress()
+    out = store.get("m.bin", tmp_path / "back.bin", callback=down)
+    assert out.read_bytes() == data and ref.digest == sha256(data)
+    assert sum(down.updates) == len(data) and len(down.updates) == 13  # one update a range
+    with pytest.raises(UnsupportedURIError, match="range_size must be at least 1 MiB"):
+        make_store(server, range_size=MiB - 1)
 
 
 def test_damaged_large_object_is_refused(server: Any, tmp_path: Path) -> None:
