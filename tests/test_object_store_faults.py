@@ -328,3 +328,30 @@ def test_the_fsspec_drivers_try_once_unless_told_otherwise(s3_server, gcs_server
         azure_server.url(azure_server.shared_bucket(), "p"), transport="fsspec", **azure_server.storage_options
     )
     assert az.fs.service_client._config.retry_policy.total_retries == 0
+
+
+@pytest.mark.parametrize(("code", "error", "tries"), [(503, StoreUnavailableError, 2), (401, AccessDeniedError, 1)])
+def test_gcsfs_requests_are_tried_once_each_by_gcsfs(
+    gcs_server, monkeypatch: pytest.MonkeyPatch, code: int, error: type, tries: int
+) -> None:
+    """gcsfs would retry each of these six times with waits up to 32 s; here scalable's policy decides."""
+    import gcsfs
+    from gcsfs.retry import HttpError
+
+    calls = []
+
+    async def answers(self, *args, **kwargs):
+        calls.append(args[:2])
+        raise HttpError({"code": code, "message": "Invalid Credentials" if code == 401 else "Service Unavailable"})
+
+    monkeypatch.setattr(gcsfs.GCSFileSystem._request, "__wrapped__", answers)
+    store = build_artifact_store(
+        gcs_server.url(gcs_server.shared_bucket(), uuid.uuid4().hex),
+        retry_policy=FAST,
+        skip_instance_cache=True,
+        **gcs_server.storage_options,
+    )
+    with pytest.raises(error) as info:
+        store.exists("k")
+    assert tries <= len(calls) <= 2 * tries, calls  # gcsfs's info may ask twice (the bucket, then a listing)
+    assert gcs_server.endpoint_url in str(info.value)

@@ -32,6 +32,10 @@ class DriverGaveUp(ConnectionError):
     """A driver's retriable failure, raised at once so that scalable's retry layer decides."""
 
 
+class DriverRefused(PermissionError):
+    """A driver's 401/403 that it would have retried (gcsfs retries "Invalid Credentials"): not transient."""
+
+
 def _service(protocol: str) -> str | None:
     from scalable.artifacts.transport_errors import service_of
 
@@ -110,9 +114,11 @@ def _gcsfs_once(fs: Any) -> None:
         except FileNotFoundError:
             raise
         except Exception as exc:
-            if is_retriable(exc):
-                raise DriverGaveUp(str(exc) or type(exc).__name__) from exc
-            raise
+            if not is_retriable(exc):
+                raise
+            if getattr(exc, "code", None) in (401, 403):
+                raise DriverRefused(str(exc) or type(exc).__name__) from exc
+            raise DriverGaveUp(str(exc) or type(exc).__name__) from exc
 
     fs._request = once
     fs._scalable_once = True
@@ -136,4 +142,4 @@ def _adlfs_once(fs: Any, deadlines: Deadlines, options: dict[str, Any]) -> None:
             config.read_timeout = deadlines.stall
 
 
-__all__ = ["DriverGaveUp", "driver_retries_kept", "single_attempt_driver", "single_attempt_options"]
+__all__ = ["DriverGaveUp", "DriverRefused", "driver_retries_kept", "single_attempt_driver", "single_attempt_options"]
