@@ -328,7 +328,7 @@ def test_cli_cp_and_sync(request: pytest.FixtureRequest, tmp_path: Path) -> None
 
     other = scalable.build_artifact_store(tmp_path / "other")
     other.put_bytes(b"not the same", "runs/b.bin")
-    refused = run_cli("sync", str(tmp_path / "src"), f"{tmp_path / 'other'}#runs/", "--no-overwrite", cwd=tmp_path)
+    refused = run_cli("sync", f"{tmp_path / 'src'}#runs/", str(tmp_path / "other"), "--no-overwrite", cwd=tmp_path)
     assert refused.returncode == 1
     assert "'runs/b.bin'" in refused.stderr and "Traceback" not in refused.stderr
 
