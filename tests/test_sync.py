@@ -233,6 +233,11 @@ def test_delete_and_dry_run(request: pytest.FixtureRequest, tmp_path: Path) -> N
     assert (done.keys, done.deleted) == (2, 1)
     assert dst.list_artifacts() == ["p/a", "p/b", "q/kept"]
 
+    # A key deleted at the destination keeps its numbers growing when a sync brings it back.
+    dst.delete("p/a")
+    back = sync(src, dst, "p/")
+    assert back.keys == 1 and [r.version for r in dst.versions("p/a")] == [3]
+
     moved = sync(src, dst, "p/", dst_prefix="backup/")
     assert moved.keys == 2 and moved.objects == 0  # the objects are there already
     assert dst.list_artifacts("backup/") == ["backup/a", "backup/b"]

@@ -192,6 +192,7 @@ class _Plan:
     records: list[RefRecord]
     objects: dict[str, _Check]
     republish: RefRecord | None = None  # all objects and versions there, only the head is stale
+    start: int | None = None  # the first version number to try at the destination (None: list them)
 
 
 def _fingerprint(stat: ObjectStat) -> list[Any]:
@@ -395,7 +396,10 @@ class _Sync:
         objects: dict[str, _Check] = {}
         for rec in todo:
             objects.update(self.objects_of(rec))
-        return _Plan(key, dkey, todo, objects)
+        start: int | None = None  # None: the numbers are listed
+        if self.dst_versions is not None:  # above every number there, tombstones too
+            start = max(dhead.version if dhead else 0, (self.dst_versions.get(dkey) or [0])[-1]) + 1
+        return _Plan(key, dkey, todo, objects, start=start)
 
     def came_from_source(self, key: str, dhead: RefRecord, history: list[RefRecord] | None) -> bool:
         """Whether the destination's head is a copy of one of the source key's versions."""
@@ -491,20 +495,40 @@ class _Sync:
                 else:
                     ready.append(p)
 
-            def commit(p: _Plan) -> BaseException | None:
+            def commit(p: _Plan) -> RefRecord | BaseException:
                 try:
-                    self.commit(p)
+                    return self.commit(p)
                 except (ScalableError, OSError) as exc:
                     return exc
-                return None
 
-            for p, exc in zip(ready, self.map(commit, ready), strict=True):
-                if exc is not None:
-                    self.summary._fail(p.key, exc)
-                else:
-                    self.summary.refs += len(p.records)
-                    self.summary.keys += 1 if p.records else 0
-                    self.dst_keys.add(p.dst_key)
+            published: list[RefRecord] = []
+            for p, made in zip(ready, self.map(commit, ready), strict=True):
+                if isinstance(made, BaseException):
+                    self.summary._fail(p.key, made)
+                    continue
+                published.append(made)
+                self.summary.refs += len(p.records)
+                self.summary.keys += 1 if p.records else 0
+                self.dst_keys.add(p.dst_key)
+            self.confirm_heads(published)
+
+    def confirm_heads(self, published: list[RefRecord]) -> None:
+        """After the heads are written: where another writer made a newer version meanwhile, publish that one.
+
+        The check :meth:`BaseArtifactStore._publish_head` makes per key, made for the whole
+        batch with one listing of the version records (or, for a few keys among many, a
+        look-up of each one's next number: versions are numbered without gaps).
+        """
+        if not published:
+            return
+        if len(published) > 64 and len(self.dst_keys) <= 4 * len(published):
+            listing = _list_versions(self.dst, self.dst_prefix)
+            newer = [r for r in published if (listing.get(r.ref.key) or [0])[-1] > r.version]
+        else:
+            flags = self.map(lambda r: self.dst._exists(version_path(r.ref.key, r.version + 1)), published)
+            newer = [r for r, flag in zip(published, flags, strict=True) if flag]
+        for record in newer:
+            self.dst._publish_head(record)
 
     def commit(self, plan: _Plan) -> RefRecord:
         """Create the destination's version records of ``plan``, oldest first, then publish its head."""
@@ -514,7 +538,7 @@ class _Sync:
             return plan.republish
         uri = dst.uri_for(dkey)
         last: RefRecord | None = None
-        start: int | None = None
+        start = plan.start
         for rec in plan.records:
             made: dict[int, RefRecord] = {}
 
@@ -527,7 +551,7 @@ class _Sync:
             last = made[number]
             start = number + 1
         assert last is not None
-        dst._publish_head(last)
+        dst._write_bytes(last.to_bytes(), ref_path(dkey))  # the check for newer versions: confirm_heads
         if dst.keep_versions is not None:
             dst._apply_retention(dkey)
         return last
@@ -637,7 +661,7 @@ def sync(
             dst_store._prepare_write()
         if versions == "all":
             run.src_versions = _list_versions(src_store, prefix)
-            run.dst_versions = _list_versions(dst_store, dst_prefix)
+        run.dst_versions = _list_versions(dst_store, dst_prefix)  # new numbers go above tombstones
         for start in range(0, len(todo), BATCH_KEYS):
             run.run_batch(todo[start : start + BATCH_KEYS], set(dst_heads))
     if delete:
@@ -717,7 +741,7 @@ def copy_artifact(
         run.dst_keys.add(dkey)
     if versions == "all":
         run.src_versions = {key: src_store._version_numbers(key)}
-        run.dst_versions = {dkey: dst_store._version_numbers(dkey)}
+    run.dst_versions = {dkey: dst_store._version_numbers(dkey)}
     run.run_batch([key], {dkey} if present else set())
     _raise_first(run.summary)
     return dst_store._require_record(dkey).ref
