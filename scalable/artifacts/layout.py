@@ -9,6 +9,7 @@
     .scalable/versions/<key>/<N>          immutable version records (created exclusively: N is unique)
     .scalable/pending/<id>                markers of puts in flight: the objects they rely on (gc keeps them)
     .scalable/tmp/                        in-flight writes of stores that stage them
+    .scalable/sync/<id>.json              what the last sync from one source saw (scalable.artifacts.replicate)
 
 See ``docs/design.md`` for the commit protocol and garbage collection.
 """
