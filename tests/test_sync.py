@@ -194,6 +194,47 @@ def test_a_source_object_that_fails_verification_commits_nothing(
     assert [(f.key, f.error) for f in summary.failed] == [("bad.txt", "IntegrityError")]
 
 
+def test_large_objects_stream_and_a_bad_one_never_completes(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from scalable.artifacts import replicate
+
+    monkeypatch.setattr(replicate, "SMALL_OBJECT", 1024)  # every object above 1 KiB is streamed
+    src = factory(request, "local", tmp_path)()
+    dst = factory(request, "s3", tmp_path)()
+    tree = make_tree(tmp_path / "tree")
+    src.put(tree, "packed", pack=True)
+    big = src.put_bytes(os.urandom(64 * 1024), "big.bin")
+    summary = sync(src, dst)
+    assert summary.keys == 2 and dst.verify("packed") and dst.get_bytes("big.bin") == src.get_bytes("big.bin")
+
+    bad = src.put_bytes(os.urandom(64 * 1024), "bad.bin")
+    obj = Path(src.root) / object_path(bad.digest)  # type: ignore[attr-defined]
+    obj.chmod(0o644)
+    data = bytearray(obj.read_bytes())
+    data[-1] ^= 1
+    obj.write_bytes(bytes(data))
+    with pytest.raises(IntegrityError, match="bad.bin|failed verification"):
+        copy_artifact(src, "bad.bin", dst)
+    assert not dst.exists("bad.bin") and dst._head(object_path(bad.digest)) is None
+    assert dst._list_incomplete_uploads(".scalable") == []
+    assert big.digest == dst.info("big.bin").digest
+
+
+def test_a_version_committed_without_its_head_is_published_not_copied_again(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    src = factory(request, "local", tmp_path)()
+    dst = factory(request, "s3", tmp_path)()
+    src.put_bytes(b"payload", "k")
+    sync(src, dst)
+    dst._remove(".scalable/refs/k")  # as if killed between the version record and the head
+    assert not dst.exists("k")
+    again = sync(src, dst)
+    assert dst.get_bytes("k") == b"payload"
+    assert [r.version for r in dst.versions("k")] == [1] and again.objects == 0
+
+
 def test_a_different_artifact_at_the_destination_is_kept_or_refused(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:

@@ -342,6 +342,10 @@ class _Sync:
             assert self.src_versions is not None and self.dst_versions is not None
             src_all = self.records_of(self.src, self.src_versions, [k for k in keys if k in src_heads])
             dst_all = self.records_of(self.dst, self.dst_versions, [self.dst_key_of(k) for k in keys])
+        elif self.dst_versions is not None:
+            # Versions without a head: a killed run committed them but not the head (or a delete's tombstone).
+            headless = [self.dst_key_of(k) for k in keys if self.dst_key_of(k) not in dst_heads]
+            dst_all = self.records_of(self.dst, self.dst_versions, [k for k in headless if k in self.dst_versions])
         plans: list[_Plan] = []
         for key in keys:
             head = src_heads.get(key)
@@ -372,6 +376,8 @@ class _Sync:
         if self.versions == "latest":
             if dhead is not None and _same_content(dhead.ref, head.ref):
                 return None
+            if dhead is None and dst_history and _identity(dst_history[-1].ref) == _identity(head.ref):
+                return _Plan(key, dkey, [], {}, republish=dst_history[-1])
             todo = [head]
         else:
             source = history or [head]
