@@ -28,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -277,6 +278,7 @@ class _Sync:
         self.src_versions: dict[str, list[int]] | None = None
         self.dst_versions: dict[str, list[int]] | None = None
         self.planned_bytes = 0
+        self.lock = threading.Lock()
 
     # ------------------------------------------------------------------ helpers
     def map(self, fn: Callable[[Any], Any], items: Sequence[Any]) -> list[Any]:
@@ -424,7 +426,8 @@ class _Sync:
         """Copy one object from the source to the destination, verified; the bytes moved."""
         server = getattr(self.dst, "_server_copy_from", None)
         if server is not None and server(self.src, rel, rel):
-            self.summary.server_side += 1
+            with self.lock:
+                self.summary.server_side += 1
             size = check.size if check.size is not None else 0
             self.callback.relative_update(size)
             return size
