@@ -473,7 +473,8 @@ class _Sync:
         names = sorted({rel for p in plans for rel in p.objects})
         checks = {rel: check for p in plans for rel, check in p.objects.items()}
         if self.dry_run:
-            missing = [n for n in names if n not in self.present(names)] if names else []
+            held = self.present(names) if names else set()
+            missing = [n for n in names if n not in held]
             self.summary.objects += len(missing)
             self.summary.bytes += sum(checks[n].size or 0 for n in missing)
             self.summary.refs += sum(len(p.records) for p in plans)
