@@ -711,6 +711,98 @@ def test_delete_hides_history_and_numbers_keep_growing(store: BaseArtifactStore)
     assert [r.version for r in store.versions("k")] == [4]
 
 
+def what_readers_see(store: BaseArtifactStore, key: str) -> dict[str, object]:
+    """Every reader's answer about ``key``: exists, list, iter_refs, info, versions, iter_versions, old reads."""
+    seen: dict[str, object] = {
+        "exists": store.exists(key),
+        "listed": key in store.list_artifacts(),
+        "iter_refs": [r.version for r in store.iter_refs() if r.key == key],
+        "iter_versions": [r.version for r in store.iter_versions() if r.key == key],
+    }
+    try:
+        seen["info"] = store.info(key).version
+    except ArtifactNotFoundError:
+        seen["info"] = None
+    try:
+        seen["versions"] = [r.version for r in store.versions(key)]
+    except ArtifactNotFoundError:
+        seen["versions"] = None
+    try:
+        seen["version 1"] = store.get_bytes(key, version=1)
+    except ArtifactNotFoundError:
+        seen["version 1"] = None
+    return seen
+
+
+def assert_readers_agree(store: BaseArtifactStore, key: str, history: list[int] | None) -> None:
+    """All readers say ``key`` has ``history`` (oldest first), or (``None``) that it does not exist."""
+    seen = what_readers_see(store, key)
+    if history is None:
+        expected: dict[str, object] = {
+            "exists": False, "listed": False, "iter_refs": [], "iter_versions": [],
+            "info": None, "versions": None, "version 1": None,
+        }  # fmt: skip
+    else:
+        expected = {
+            "exists": True, "listed": True, "iter_refs": [history[-1]], "iter_versions": history,
+            "info": history[-1], "versions": history, "version 1": seen["version 1"] if 1 in history else None,
+        }  # fmt: skip
+        assert (seen["version 1"] is not None) == (1 in history)
+    assert seen == expected
+
+
+@pytest.mark.parametrize("killed", ["before the tombstone", "after the tombstone", "after the head went"])
+@pytest.mark.parametrize("then", ["delete", "put"])
+def test_a_killed_delete_reads_the_same_everywhere_and_the_next_write_repairs_it(
+    store: BaseArtifactStore, monkeypatch: pytest.MonkeyPatch, killed: str, then: str
+) -> None:
+    store.put_bytes(b"a", "k")
+    store.put_bytes(b"b", "k")
+    store.put_bytes(b"other", "k2")
+    with monkeypatch.context() as m:
+        real_create, real_remove = store._create_exclusive, store._remove
+        if killed == "before the tombstone":
+
+            def create(data: bytes, rel: str) -> bool:
+                if rel.startswith(VERSIONS + "/"):
+                    raise Crash()
+                return real_create(data, rel)
+
+            m.setattr(store, "_create_exclusive", create)
+        elif killed == "after the tombstone":
+
+            def remove(rel: str, *, recursive: bool = False) -> None:
+                if rel.startswith(REFS + "/"):
+                    raise Crash()
+                real_remove(rel, recursive=recursive)
+
+            m.setattr(store, "_remove", remove)
+        else:
+            m.setattr(store, "_republish_after", lambda *a: (_ for _ in ()).throw(Crash()))
+        m.setattr(store, "_remove_quietly", lambda *a, **k: None)  # a dead process cleans nothing
+        with pytest.raises(Crash):
+            store.delete("k")
+    deleted = killed == "after the head went"  # the head's removal is the delete's commit point
+    assert_readers_agree(store, "k", None if deleted else [1, 2])
+    assert_readers_agree(store, "k2", [1])
+    if then == "delete":
+        if deleted:
+            with pytest.raises(ArtifactNotFoundError, match="no artifact at key 'k'"):
+                store.delete("k")
+        else:
+            store.delete("k")
+        assert_readers_agree(store, "k", None)
+        ref = store.put_bytes(b"c", "k")
+        assert_readers_agree(store, "k", [ref.version])
+    else:
+        ref = store.put_bytes(b"c", "k")
+        # A tombstone on record ends the history before it: the put comes after the delete.
+        assert_readers_agree(store, "k", [1, 2, 3] if killed == "before the tombstone" else [ref.version])
+        assert ref.version == (3 if killed == "before the tombstone" else 4)
+    assert store.get_bytes("k") == b"c"
+    assert_readers_agree(store, "k2", [1])
+
+
 def test_keep_versions_limits_history(store_factory, backend: str, tmp_path: Path) -> None:
     store = store_factory()
     store.keep_versions = 2

@@ -651,9 +651,10 @@ class BaseArtifactStore(ABC):
         keys = sorted(numbers)
         for start in range(0, len(keys), 200):
             batch = {k: version_numbers(numbers[k]) for k in keys[start : start + 200]}
-            found = self._read_many([version_path(k, n) for k, ns in batch.items() for n in ns])
+            heads = [ref_path(k) for k in batch]
+            found = self._read_many(heads + [version_path(k, n) for k, ns in batch.items() for n in ns])
             for k, ns in batch.items():
-                yield from (rec.ref for rec in self._retained(k, ns, found))
+                yield from (rec.ref for rec in self._history(k, ns, found))
 
     def versions(self, key: str) -> list[ArtifactRef]:
         """Every retained version of ``key``, oldest first (``ArtifactNotFoundError`` if it has none)."""
@@ -681,15 +682,31 @@ class BaseArtifactStore(ABC):
 
         A tombstone version record keeps the numbers growing if the key is put again.
         """
-        self._require_record(key)
-        key = validate_key(key)
+        head = self._require_record(key)
+        key = head.ref.key
         self._prepare_write()
         numbers = self._version_numbers(key)
-        tomb = self._create_next(key, (numbers[-1] if numbers else 0) + 1, lambda n: Tombstone(key, n).to_bytes())
+        start = max(numbers[-1] if numbers else 0, head.version) + 1
+        tomb = self._create_next(key, start, lambda n: Tombstone(key, n).to_bytes())
+        # The commit point: readers take the head as the truth (a history ends at its head),
+        # so until it goes the key reads as before, whole, and after it as deleted everywhere.
         self._remove(ref_path(key))
+        self._republish_after(key, tomb)
         for n in numbers:
             if n < tomb:
                 self._remove_quietly(version_path(key, n))
+
+    def _republish_after(self, key: str, tomb: int) -> None:
+        """A put that committed after the tombstone ``tomb`` but published its head before the delete removed it."""
+        numbers = self._version_numbers(key)
+        if not numbers or numbers[-1] <= tomb:
+            return
+        try:
+            newer = RefRecord.from_bytes(self._read_bytes(version_path(key, numbers[-1])), key, self._uri)
+        except FileNotFoundError:
+            return
+        if isinstance(newer, RefRecord):
+            self._publish_head(newer)
 
     def verify(self, key: str, *, version: VersionSpec = None, verified: set[str] | None = None) -> ArtifactRef:
         """Re-read and re-hash every stored byte of ``key``; return its ref or raise ``IntegrityError``.
@@ -807,9 +824,26 @@ class BaseArtifactStore(ABC):
         return version_numbers(self._list_files(versions_dir(key)))
 
     def _version_records(self, key: str) -> list[RefRecord]:
-        """The retained versions of ``key`` after its last tombstone, oldest first."""
+        """The history of ``key`` as its head defines it (see :meth:`_history`), oldest first."""
         numbers = self._version_numbers(key)
-        return self._retained(key, numbers, self._read_many([version_path(key, n) for n in numbers]))
+        return self._history(key, numbers, self._read_many([ref_path(key)] + [version_path(key, n) for n in numbers]))
+
+    def _history(self, key: str, numbers: Sequence[int], found: dict[str, bytes]) -> list[RefRecord]:
+        """The retained versions of ``key`` up to its head, after the last tombstone before it.
+
+        The head is the truth for every reader: no head, no history (a delete removes the head
+        as its commit point); records past the head (a commit in flight, or one killed before
+        it published its head, or a delete's tombstone written before it removed the head)
+        are not part of the history yet. ``found`` holds the head and the records' bytes.
+        """
+        data = found.get(ref_path(key))
+        head = RefRecord.from_bytes(data, key, self._uri) if data is not None else None
+        if not isinstance(head, RefRecord):
+            return []
+        out = self._retained(key, [n for n in numbers if n <= head.version], found)
+        if not out or out[-1].version < head.version:  # published after the records were listed
+            out.append(head)
+        return out
 
     def _retained(self, key: str, numbers: Sequence[int], found: dict[str, bytes]) -> list[RefRecord]:
         """The records of versions ``numbers`` of ``key`` (read into ``found``) after its last tombstone."""
