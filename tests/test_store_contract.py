@@ -993,6 +993,7 @@ def test_a_layout_2_store_is_read_as_it_is_refused_for_writes_then_migrated(
     assert_reads_the_v2_fixture(reader, tmp_path)  # it notices the records moved
     again = store.migrate()
     assert again.converted == [] and again.records_moved == 0 and again.already == V2_KEYS
+    assert again.summary().startswith("nothing to convert: the store is in layout scalable.store/3 (6 artifacts)")
 
     assert store.gc(grace=0).objects == [object_path(sha256(b"deleted\n"))]  # only the deleted key's bytes
     assert store.put_bytes(b"third\n", "history/k").version == 3

@@ -68,6 +68,11 @@ class MigrateReport:
 
     def summary(self) -> str:
         """One line: what was converted, from which layout, and what of the old layout was removed."""
+        if self.layout_from == STORE_FORMAT and not self.converted:
+            return (
+                f"nothing to convert: the store is in layout {STORE_FORMAT} ({len(self.already)} artifacts); "
+                f"removed {self.removed_old_records} records left by an interrupted migration"
+            )
         return (
             f"converted {len(self.converted)} artifacts from {self.layout_from} to {STORE_FORMAT} "
             f"({len(self.already)} were already converted), moved {self.records_moved} version records, "
@@ -86,7 +91,6 @@ def migrate_store(store: BaseArtifactStore, *, progress: Callable[[str], Any] | 
         return _migrate_from_v2(store, doc, progress)
     report = MigrateReport(already=store.list_artifacts())
     if doc.get("migrated_from") == STORE_FORMAT_V2:  # killed after its commit point: finish removing old names
-        report.layout_from = STORE_FORMAT_V2
         report.removed_old_records = _remove_v2_records(store)
     return report
 
