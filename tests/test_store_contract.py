@@ -1040,3 +1040,17 @@ def test_a_killed_layout_2_migration_reads_correctly_at_every_step_and_resumes(
             break
         step += 1
     assert step >= 10  # two writes of store.json, eight records moved, their old names removed
+
+
+def test_a_layout_2_key_with_the_reserved_segment_stops_the_migration_before_it_changes_anything(
+    store: BaseArtifactStore, tmp_path: Path
+) -> None:
+    from scalable import StoreLayoutError
+
+    copy_v2_fixture_into(store)
+    record = store._read_bytes(".scalable/versions/blob.bin/1")  # any layout-2 record will do as the key's
+    store._write_bytes(record, ".scalable/versions/x/.scalable/1")  # what layout 2 wrote for a key 'x/.scalable'
+    before = {name: store._read_bytes(f".scalable/{name}") for name in store._list_files(".scalable")}
+    with pytest.raises(StoreLayoutError, match=r"versions/x/.scalable/1 belongs to a key with a '.scalable' segment"):
+        store.migrate()
+    assert {name: store._read_bytes(f".scalable/{name}") for name in store._list_files(".scalable")} == before
