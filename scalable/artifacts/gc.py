@@ -22,7 +22,16 @@ from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING
 
 from scalable.artifacts.digests import parse_tree_manifest
-from scalable.artifacts.layout import PENDING, REFS, SHA256_OBJECTS, TMP, VERSIONS, object_path, version_numbers
+from scalable.artifacts.layout import (
+    PENDING,
+    REFS,
+    SHA256_OBJECTS,
+    TMP,
+    VERSIONS,
+    object_path,
+    parse_version_name,
+    version_path,
+)
 from scalable.errors import IntegrityError
 
 if TYPE_CHECKING:
@@ -74,6 +83,7 @@ def collect_garbage(
     now = datetime.now(timezone.utc)
     cutoff = now - timedelta(seconds=max(0.0, float(grace)))
     report = GcReport(dry_run=dry_run)
+    store._require_current_layout()  # records of another layout would not be seen: they must be migrated
 
     objects = store._list_stats(SHA256_OBJECTS)  # listed first: anything newer is not a candidate
     report.scanned_objects = len(objects)
@@ -117,18 +127,18 @@ def _live_objects(store: BaseArtifactStore) -> set[str]:
     from scalable.artifacts.store import Layout, RefRecord, Tombstone
 
     rels = [f"{REFS}/{name}" for name in store._list_files(REFS)]
-    by_key: dict[str, list[str]] = {}
+    keys: dict[str, str] = {}  # record -> its key
     for name in store._list_files(VERSIONS):
-        key, _, number = name.rpartition("/")
-        by_key.setdefault(key, []).append(number)
-    for key, numbers in by_key.items():
-        rels.extend(f"{VERSIONS}/{key}/{n}" for n in version_numbers(numbers))
+        parsed = parse_version_name(name)
+        if parsed is not None:
+            keys[version_path(*parsed)] = parsed[0]
+    rels.extend(sorted(keys))
     live: set[str] = set()
     trees: set[str] = set()
     for chunk in _chunks(rels, 1000):
         found = store._read_many(chunk)
         for rel, data in found.items():
-            key = rel[len(REFS) + 1 :] if rel.startswith(REFS + "/") else rel[len(VERSIONS) + 1 :].rpartition("/")[0]
+            key = rel[len(REFS) + 1 :] if rel.startswith(REFS + "/") else keys[rel]
             record = RefRecord.from_bytes(data, key, store.uri)  # a damaged record stops gc: it names unknowns
             if isinstance(record, Tombstone):
                 continue

@@ -281,6 +281,7 @@ class ObstoreArtifactStore(BaseArtifactStore):
         part_size: int | None = None,
         multipart_threshold: int | None = None,
         part_concurrency: int | None = None,
+        keep_versions: int | None = None,
     ) -> None:
         protocol, rest = split_protocol(uri)
         if protocol not in NATIVE_SCHEMES:
@@ -319,7 +320,9 @@ class ObstoreArtifactStore(BaseArtifactStore):
         )
         self._build_clients()
         self._root_checked = False
-        super().__init__(redact_uri(uri), max_concurrency=max_concurrency, digest_cache=digest_cache)
+        super().__init__(
+            redact_uri(uri), max_concurrency=max_concurrency, digest_cache=digest_cache, keep_versions=keep_versions
+        )
 
     def _build_clients(self) -> None:
         from obstore.store import AzureStore, S3Store
