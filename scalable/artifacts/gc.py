@@ -75,23 +75,33 @@ def collect_garbage(
     cutoff = now - timedelta(seconds=max(0.0, float(grace)))
     report = GcReport(dry_run=dry_run)
 
-    objects = store._list_stats(SHA256_OBJECTS)  # listed first: anything newer is not a candidate
-    report.scanned_objects = len(objects)
+    listed = store._list_stats(SHA256_OBJECTS)  # listed first: anything newer is not a candidate
+    report.scanned_objects = len(listed)
     live = _live_objects(store)
     seen_markers: set[str] = set()
     live |= _marked(store, cutoff, seen_markers, report, dry_run)
-    report.live_objects = sum(1 for name in objects if f"{SHA256_OBJECTS}/{name}" in live)
-    candidates = [
-        (f"{SHA256_OBJECTS}/{name}", st.size)
-        for name, st in sorted(objects.items())
-        if f"{SHA256_OBJECTS}/{name}" not in live and st.mtime < cutoff
-    ]
+    prefix = SHA256_OBJECTS + "/"
+    candidates: list[tuple[str, int]] = []
+    n_live = 0
+    for name, st in listed.items():
+        rel = prefix + name
+        if rel in live:
+            n_live += 1
+        elif st.mtime < cutoff:
+            candidates.append((rel, st.size))
+    del listed
+    candidates.sort()
+    report.live_objects = n_live
+    remove_many = getattr(store, "_remove_objects", None)
     for start in range(0, len(candidates), BATCH):
         batch = candidates[start : start + BATCH]
         if not dry_run:
             live |= _marked(store, cutoff, seen_markers, report, dry_run)
             batch = [(rel, size) for rel, size in batch if rel not in live]
-            store._map(lambda item: store._remove(item[0]), batch)
+            if remove_many is not None:
+                remove_many([rel for rel, _ in batch])
+            else:
+                store._map(lambda item: store._remove(item[0]), batch)
         report.objects.extend(rel for rel, _ in batch)
         report.object_bytes += sum(size for _, size in batch)
 
