@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
+import uuid
 from pathlib import Path
+from typing import Any
 
 from scalable import build_artifact_store
 from scalable.artifacts.digests import digest_bytes
 from scalable.artifacts.layout import SHA256_OBJECTS, object_path
 from scalable.artifacts.local import LocalArtifactStore
+from scalable.artifacts.obstore_store import ObstoreArtifactStore
 
 
 def _age(path: Path, seconds: float = 7200) -> None:
@@ -62,4 +65,35 @@ def test_gc_does_not_follow_a_symlinked_folder_out_of_the_store(tmp_path: Path) 
 
     assert report.objects == []
     assert victim.read_bytes() == b"not the store's"
+    assert store.get_bytes("a") == b"kept"
+
+
+def test_gc_on_native_s3_aborts_only_old_uploads_under_its_own_prefix(s3_server: Any) -> None:
+    bucket = s3_server.shared_bucket()
+    prefix = f"gc-{uuid.uuid4().hex[:8]}"
+    store = build_artifact_store(s3_server.url(bucket, prefix), **s3_server.storage_options)
+    assert isinstance(store, ObstoreArtifactStore)
+    store.put_bytes(b"kept", "a")
+    fs = s3_server.filesystem()
+    mine = f"{prefix}/.scalable/objects/sha256/ab/" + "ab" * 32
+    sibling = f"{prefix}-other/.scalable/objects/sha256/ab/" + "ab" * 32  # another store's, same leading text
+    for key in (mine, sibling):
+        up = fs.call_s3("create_multipart_upload", Bucket=bucket, Key=key)
+        fs.call_s3("upload_part", Bucket=bucket, Key=key, UploadId=up["UploadId"], PartNumber=1, Body=b"x" * 1024)
+
+    def uploads(under: str) -> list[str]:
+        found = fs.call_s3("list_multipart_uploads", Bucket=bucket, Prefix=under + "/")
+        return [u["Key"] for u in found.get("Uploads") or []]
+
+    assert store.gc(grace=3600).uploads == []  # younger than the grace period: kept
+    assert uploads(prefix) == [mine]
+    dry = store.gc(grace=0, dry_run=True)
+    assert len(dry.uploads) == 1 and dry.uploads[0].startswith(mine[len(prefix) + 1 :])
+    assert uploads(prefix) == [mine]
+
+    done = store.gc(grace=0)
+
+    assert len(done.uploads) == 1 and "1 unfinished uploads" in done.summary()
+    assert uploads(prefix) == []
+    assert uploads(f"{prefix}-other") == [sibling]  # not under this store's prefix: untouched
     assert store.get_bytes("a") == b"kept"
