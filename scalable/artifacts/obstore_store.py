@@ -42,7 +42,7 @@ from obstore.exceptions import AlreadyExistsError, PermissionDeniedError, Precon
 
 from scalable.artifacts.digests import DigestCache, format_digest
 from scalable.artifacts.obstore_options import NO_RETRIES, NativeConfig, azure_config, client_options, s3_config
-from scalable.artifacts.primitives import ObjectStat
+from scalable.artifacts.primitives import IncompleteUpload, ObjectStat
 from scalable.artifacts.retry import (
     DEFAULT_DEADLINES,
     NATIVE_POLICY,
@@ -336,6 +336,11 @@ class ObstoreArtifactStore(BaseArtifactStore):
         self._endpoint_url = endpoint
         self._root: Any = None
         prefix = self.prefix or None
+        self._uploads: Any = None
+        if self.native.service == "s3":  # gc lists and aborts unfinished multipart uploads through botocore
+            from scalable.artifacts.s3_uploads import MultipartUploads
+
+            self._uploads = MultipartUploads(self.native, self.bucket, self.prefix, endpoint, self.deadlines)
         try:
             #: For lookups and small requests (short timeouts), and for transfers (stall timeouts).
             self._meta = cls(
@@ -362,6 +367,7 @@ class ObstoreArtifactStore(BaseArtifactStore):
         state.pop("_meta", None)
         state.pop("_data", None)
         state.pop("_root", None)
+        state.pop("_uploads", None)
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -604,6 +610,17 @@ class ObstoreArtifactStore(BaseArtifactStore):
         dst = f"{self.prefix}/{dst_rel}" if self.prefix else dst_rel
         self._call("copy", lambda: obstore.copy(self._root, src, dst, overwrite=True))
         return True
+
+    def _list_incomplete_uploads(self, rel_dir: str) -> list[IncompleteUpload]:
+        """S3: unfinished multipart uploads under ``rel_dir`` (botocore); Azure: none listed (blocks expire)."""
+        if self._uploads is None:
+            return []
+        self._ensure_root()
+        return self._uploads.list(rel_dir)  # type: ignore[no-any-return]
+
+    def _abort_upload(self, upload: IncompleteUpload) -> None:
+        if self._uploads is not None:
+            self._uploads.abort(upload)
 
     # ------------------------------------------------------------------ primitives: streams
     @contextmanager
