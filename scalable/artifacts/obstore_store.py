@@ -44,7 +44,7 @@ from obstore.exceptions import AlreadyExistsError, PermissionDeniedError, Precon
 from scalable.artifacts.digests import DigestCache, format_digest
 from scalable.artifacts.layout import object_path
 from scalable.artifacts.obstore_options import NO_RETRIES, NativeConfig, azure_config, client_options, s3_config
-from scalable.artifacts.primitives import ObjectStat
+from scalable.artifacts.primitives import IncompleteUpload, ObjectStat
 from scalable.artifacts.retry import (
     NATIVE_POLICY,
     Deadlines,
@@ -289,6 +289,7 @@ class ObstoreArtifactStore(BaseArtifactStore):
         part_size: int | None = None,
         multipart_threshold: int | None = None,
         part_concurrency: int | None = None,
+        keep_versions: int | None = None,
         range_size: int | None = None,
         range_concurrency: int | None = None,
     ) -> None:
@@ -333,7 +334,9 @@ class ObstoreArtifactStore(BaseArtifactStore):
         )
         self._build_clients()
         self._root_checked = False
-        super().__init__(redact_uri(uri), max_concurrency=max_concurrency, digest_cache=digest_cache)
+        super().__init__(
+            redact_uri(uri), max_concurrency=max_concurrency, digest_cache=digest_cache, keep_versions=keep_versions
+        )
 
     def _build_clients(self) -> None:
         from obstore.store import AzureStore, S3Store
@@ -344,7 +347,14 @@ class ObstoreArtifactStore(BaseArtifactStore):
             or os.environ.get("AWS_ENDPOINT_URL_S3")
             or os.environ.get("AWS_ENDPOINT_URL")
         )
+        self._endpoint_url = endpoint
+        self._root: Any = None
         prefix = self.prefix or None
+        self._uploads: Any = None
+        if self.native.service == "s3":  # gc lists and aborts unfinished multipart uploads through botocore
+            from scalable.artifacts.s3_uploads import MultipartUploads
+
+            self._uploads = MultipartUploads(self.native, self.bucket, self.prefix, endpoint, self.deadlines)
         try:
             #: For lookups and small requests (short timeouts), and for transfers (stall timeouts).
             self._meta = cls(
@@ -370,6 +380,8 @@ class ObstoreArtifactStore(BaseArtifactStore):
         state = super().__getstate__()
         state.pop("_meta", None)
         state.pop("_data", None)
+        state.pop("_root", None)
+        state.pop("_uploads", None)
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -522,7 +534,9 @@ class ObstoreArtifactStore(BaseArtifactStore):
                     path = meta["path"]
                     if base and not path.startswith(base + "/"):
                         continue  # "a/bc" under prefix "a/b"
-                    out[path[cut:]] = ObjectStat(size=int(meta["size"]), mtime=meta["last_modified"])
+                    out[path[cut:]] = ObjectStat(
+                        size=int(meta["size"]), mtime=meta["last_modified"], etag=meta.get("e_tag")
+                    )
             return out
 
         try:
@@ -567,6 +581,41 @@ class ObstoreArtifactStore(BaseArtifactStore):
     def _copy_within(self, src: str, dst: str) -> None:
         """A server-side copy (S3 CopyObject, Azure Copy Blob): no bytes pass through this machine."""
         self._call("copy", lambda: obstore.copy(self._meta, src, dst, overwrite=True))
+
+    def _server_copy_from(self, other: BaseArtifactStore, src_rel: str, dst_rel: str) -> bool:
+        """Copy ``src_rel`` of ``other`` to ``dst_rel`` here inside the service (S3 CopyObject, Azure Copy Blob).
+
+        Only when both stores are in one bucket (container) of one endpoint and account;
+        otherwise nothing is done and ``False`` is returned, and the caller moves the bytes.
+        """
+        if not isinstance(other, ObstoreArtifactStore):
+            return False
+        mine = (self.native.service, self.bucket, self._endpoint_url, self.native.config)
+        if (other.native.service, other.bucket, other._endpoint_url, other.native.config) != mine:
+            return False
+        if self._root is None:
+            cls: Any = type(self._data)
+            self._root = cls(
+                prefix=None,
+                config=self.native.config,
+                client_options=client_options(self._endpoint_url, self.deadlines, transfer=True),
+                retry_config=NO_RETRIES,
+            )
+        src = f"{other.prefix}/{src_rel}" if other.prefix else src_rel
+        dst = f"{self.prefix}/{dst_rel}" if self.prefix else dst_rel
+        self._call("copy", lambda: obstore.copy(self._root, src, dst, overwrite=True))
+        return True
+
+    def _list_incomplete_uploads(self, rel_dir: str) -> list[IncompleteUpload]:
+        """S3: unfinished multipart uploads under ``rel_dir`` (botocore); Azure: none listed (blocks expire)."""
+        if self._uploads is None:
+            return []
+        self._ensure_root()
+        return self._uploads.list(rel_dir)  # type: ignore[no-any-return]
+
+    def _abort_upload(self, upload: IncompleteUpload) -> None:
+        if self._uploads is not None:
+            self._uploads.abort(upload)
 
     # ------------------------------------------------------------------ primitives: streams
     @contextmanager
