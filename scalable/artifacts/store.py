@@ -643,9 +643,18 @@ class BaseArtifactStore(ABC):
         :meth:`versions` per key would list once per key.
         """
         prefix = validate_prefix(prefix)
+        layout = self._records_layout()
+        if layout == 2:  # a store not migrated yet: if it is migrated meanwhile, read it again
+            refs = list(self._iter_versions(prefix, 2))
+            if self._records_layout(refresh=True) == 2:
+                yield from refs
+                return
+            layout = 3
+        yield from self._iter_versions(prefix, layout)
+
+    def _iter_versions(self, prefix: str, layout: int) -> Iterator[ArtifactRef]:
         folder = prefix.rpartition("/")[0]
         rel_dir = f"{VERSIONS}/{folder}" if folder else VERSIONS
-        layout = self._records_layout()
         numbers: dict[str, list[int]] = {}
         for name in self._list_files(rel_dir):
             parsed = parse_version_name(f"{folder}/{name}" if folder else name, layout)
