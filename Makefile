@@ -47,6 +47,7 @@ bench: $(VENV)/.test-installed
 	$(PY) bench/bench_objects.py
 	$(PY) bench/bench_mirror.py
 	$(PY) bench/bench_object_stores.py
+	$(PY) bench/bench_sync.py
 	$(PY) bench/bench_cache.py
 	$(PY) bench/bench_telemetry.py
 	$(PY) bench/bench_catalog.py

@@ -348,13 +348,30 @@ class FsspecArtifactStore(BaseArtifactStore):
         for path, info in found.items():
             p = self.fs._strip_protocol(path)
             if p.startswith(base + "/") and info.get("type", "file") == "file":
-                out[p[cut:]] = ObjectStat(int(info.get("size") or 0), _mtime_of(info))
+                tag = info.get("ETag") or info.get("etag") or info.get("generation")
+                out[p[cut:]] = ObjectStat(
+                    int(info.get("size") or 0), _mtime_of(info), None if tag is None else str(tag)
+                )
         return out
 
     def _copy_within(self, src: str, dst: str) -> None:
         s, d = self._full(src), self._full(dst)
         self._call("copy", lambda: self.fs.copy(s, d))
         self._invalidate(d)
+
+    def _server_copy_from(self, other: BaseArtifactStore, src_rel: str, dst_rel: str) -> bool:
+        """Copy ``src_rel`` of ``other`` to ``dst_rel`` here inside the service, if both share one filesystem.
+
+        fsspec hands out one filesystem instance per protocol and options, so stores on the
+        same service with the same credentials share it and its server-side ``copy``.
+        ``False``: nothing was done, the caller moves the bytes.
+        """
+        if not isinstance(other, FsspecArtifactStore) or other.fs is not self.fs or self.protocol == "file":
+            return False
+        s, d = other._full(src_rel), self._full(dst_rel)
+        self._call("copy", lambda: self.fs.copy(s, d))
+        self._invalidate(d)
+        return True
 
     def _open_read(self, rel: str) -> BinaryIO:
         full = self._full(rel)

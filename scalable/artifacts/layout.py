@@ -9,6 +9,7 @@
     .scalable/versions/<key>/.scalable/<N>  immutable version records (created exclusively: N is unique)
     .scalable/pending/<id>                markers of puts in flight: the objects they rely on (gc keeps them)
     .scalable/tmp/                        in-flight writes of stores that stage them
+    .scalable/sync/<id>.json              what the last sync from one source saw (scalable.artifacts.replicate)
 
 The segment ``.scalable`` is reserved in keys, so a record name can never be a key's
 folder: the records of ``a`` (``versions/a/.scalable/1``) and those of a key ``a/1``

@@ -333,6 +333,8 @@ class ObstoreArtifactStore(BaseArtifactStore):
             or os.environ.get("AWS_ENDPOINT_URL_S3")
             or os.environ.get("AWS_ENDPOINT_URL")
         )
+        self._endpoint_url = endpoint
+        self._root: Any = None
         prefix = self.prefix or None
         try:
             #: For lookups and small requests (short timeouts), and for transfers (stall timeouts).
@@ -359,6 +361,7 @@ class ObstoreArtifactStore(BaseArtifactStore):
         state = super().__getstate__()
         state.pop("_meta", None)
         state.pop("_data", None)
+        state.pop("_root", None)
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -530,7 +533,9 @@ class ObstoreArtifactStore(BaseArtifactStore):
                     path = meta["path"]
                     if base and not path.startswith(base + "/"):
                         continue  # "a/bc" under prefix "a/b"
-                    out[path[cut:]] = ObjectStat(size=int(meta["size"]), mtime=meta["last_modified"])
+                    out[path[cut:]] = ObjectStat(
+                        size=int(meta["size"]), mtime=meta["last_modified"], etag=meta.get("e_tag")
+                    )
             return out
 
         try:
@@ -575,6 +580,30 @@ class ObstoreArtifactStore(BaseArtifactStore):
     def _copy_within(self, src: str, dst: str) -> None:
         """A server-side copy (S3 CopyObject, Azure Copy Blob): no bytes pass through this machine."""
         self._call("copy", lambda: obstore.copy(self._meta, src, dst, overwrite=True))
+
+    def _server_copy_from(self, other: BaseArtifactStore, src_rel: str, dst_rel: str) -> bool:
+        """Copy ``src_rel`` of ``other`` to ``dst_rel`` here inside the service (S3 CopyObject, Azure Copy Blob).
+
+        Only when both stores are in one bucket (container) of one endpoint and account;
+        otherwise nothing is done and ``False`` is returned, and the caller moves the bytes.
+        """
+        if not isinstance(other, ObstoreArtifactStore):
+            return False
+        mine = (self.native.service, self.bucket, self._endpoint_url, self.native.config)
+        if (other.native.service, other.bucket, other._endpoint_url, other.native.config) != mine:
+            return False
+        if self._root is None:
+            cls: Any = type(self._data)
+            self._root = cls(
+                prefix=None,
+                config=self.native.config,
+                client_options=client_options(self._endpoint_url, self.deadlines, transfer=True),
+                retry_config=NO_RETRIES,
+            )
+        src = f"{other.prefix}/{src_rel}" if other.prefix else src_rel
+        dst = f"{self.prefix}/{dst_rel}" if self.prefix else dst_rel
+        self._call("copy", lambda: obstore.copy(self._root, src, dst, overwrite=True))
+        return True
 
     # ------------------------------------------------------------------ primitives: streams
     @contextmanager
