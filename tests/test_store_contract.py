@@ -1057,3 +1057,20 @@ def test_a_layout_2_key_with_the_reserved_segment_stops_the_migration_before_it_
     with pytest.raises(StoreLayoutError, match=r"versions/x/.scalable/1 belongs to a key with a '.scalable' segment"):
         store.migrate()
     assert {name: store._read_bytes(f".scalable/{name}") for name in store._list_files(".scalable")} == before
+
+
+def test_a_layout_2_store_syncs_out_as_it_is_and_refuses_to_be_synced_into(
+    store: BaseArtifactStore, tmp_path: Path
+) -> None:
+    from scalable import StoreLayoutError, build_artifact_store
+    from scalable.artifacts.replicate import copy_artifact, sync
+
+    copy_v2_fixture_into(store)
+    out = build_artifact_store(tmp_path / "out")
+    sync(store, out, versions="all")  # type: ignore[arg-type]
+    assert_reads_the_v2_fixture(out, tmp_path)  # type: ignore[arg-type]
+    again = build_artifact_store(tmp_path / "again")
+    assert copy_artifact(store, "history/k", again, versions="all").version == 2  # type: ignore[arg-type]
+    assert [r.version for r in again.versions("history/k")] == [1, 2]  # type: ignore[attr-defined]
+    with pytest.raises(StoreLayoutError, match="scalable migrate"):
+        sync(out, store)  # type: ignore[arg-type]

@@ -43,8 +43,8 @@ from scalable.artifacts.layout import (
     SHA256_OBJECTS,
     VERSIONS,
     object_path,
+    parse_version_name,
     ref_path,
-    version_numbers,
     version_path,
 )
 from scalable.artifacts.primitives import ObjectStat
@@ -223,16 +223,16 @@ def _list_heads(store: BaseArtifactStore, prefix: str) -> dict[str, ObjectStat]:
 
 
 def _list_versions(store: BaseArtifactStore, prefix: str) -> dict[str, list[int]]:
-    """The version numbers of every key starting with ``prefix`` (one listing)."""
+    """The version numbers of every key starting with ``prefix`` (one listing), in the store's layout."""
     folder = prefix.rpartition("/")[0]
     rel_dir = f"{VERSIONS}/{folder}" if folder else VERSIONS
-    numbers: dict[str, list[str]] = {}
+    layout = store._records_layout()
+    numbers: dict[str, list[int]] = {}
     for name in store._list_files(rel_dir):
-        rel_key, _, number = name.rpartition("/")
-        key = f"{folder}/{rel_key}" if folder and rel_key else rel_key
-        if key and key.startswith(prefix):
-            numbers.setdefault(key, []).append(number)
-    return {k: version_numbers(v) for k, v in numbers.items()}
+        parsed = parse_version_name(f"{folder}/{name}" if folder else name, layout)
+        if parsed is not None and parsed[0].startswith(prefix):
+            numbers.setdefault(parsed[0], []).append(parsed[1])
+    return {k: sorted(v) for k, v in numbers.items()}
 
 
 def _identity(ref: ArtifactRef) -> tuple[str, str]:
@@ -295,8 +295,9 @@ class _Sync:
     ) -> dict[str, list[RefRecord]]:
         """The retained version records of ``keys`` (after their last tombstone), oldest first, in one batched read."""
         wanted = {k: listing.get(k, []) for k in keys}
-        found = store._read_many([version_path(k, n) for k, ns in wanted.items() for n in ns])
-        return {k: store._retained(k, ns, found) for k, ns in wanted.items()}
+        layout = store._records_layout()  # a source not migrated yet is read as it is
+        found = store._read_many([version_path(k, n, layout) for k, ns in wanted.items() for n in ns])
+        return {k: store._retained(k, ns, found, layout) for k, ns in wanted.items()}
 
     def heads_of(self, store: BaseArtifactStore, keys: Iterable[str]) -> dict[str, RefRecord]:
         keys = list(keys)
@@ -750,7 +751,7 @@ def copy_artifact(
     else:
         run.dst_keys.add(dkey)
     if versions == "all":
-        run.src_versions = {key: src_store._version_numbers(key)}
+        run.src_versions = {key: src_store._version_numbers(key, src_store._records_layout())}
     run.dst_versions = {dkey: dst_store._version_numbers(dkey)}
     run.run_batch([key], {dkey} if present else set())
     _raise_first(run.summary)
