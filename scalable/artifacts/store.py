@@ -765,11 +765,14 @@ class BaseArtifactStore(ABC):
 
         return migrate_store(self)
 
-    def gc(self, *, grace: float = 3600.0, dry_run: bool = False) -> Any:
-        """Remove what no retained version needs, older than ``grace`` seconds; see :mod:`scalable.artifacts.gc`."""
+    def gc(self, *, grace: float = 3600.0, dry_run: bool = False, verify: bool = False) -> Any:
+        """Remove what no retained version needs, older than ``grace`` seconds; see :mod:`scalable.artifacts.gc`.
+
+        ``verify=True`` also re-hashes the objects left and moves damaged ones to ``.scalable/quarantine/``.
+        """
         from scalable.artifacts.gc import collect_garbage
 
-        return collect_garbage(self, grace=grace, dry_run=dry_run)
+        return collect_garbage(self, grace=grace, dry_run=dry_run, verify=verify)
 
     def save(self, key: str, obj: Any, *, metadata: dict[str, Any] | None = None) -> ArtifactRef:
         """Serialize ``obj`` by the key's extension (.json, .jsonl, .npy, .pkl, else text) and store it."""
@@ -950,7 +953,8 @@ class BaseArtifactStore(ABC):
         except FileNotFoundError:
             raise IntegrityError(
                 f"the bytes of artifact {record.ref.key!r} (version {record.version}) in {self._uri} are missing "
-                "although its record is committed; re-put it from its source, or delete it"
+                "although its record is committed (damaged bytes are moved to .scalable/quarantine/ by "
+                "`scalable gc --verify`); re-put it from its source, or delete it"
             ) from None
 
     def _check_conflicts(self, key: str) -> None:
