@@ -237,6 +237,31 @@ def test_a_version_committed_without_its_head_is_published_not_copied_again(
     assert [r.version for r in dst.versions("k")] == [1] and again.objects == 0
 
 
+@pytest.mark.parametrize("keys", [3, 100])  # a look-up per key, or one listing for the batch
+def test_a_put_racing_the_sync_at_the_destination_stays_the_newest(
+    request: pytest.FixtureRequest, tmp_path: Path, keys: int
+) -> None:
+    src = factory(request, "local", tmp_path)()
+    dst = factory(request, "s3", tmp_path)()
+    for i in range(keys):
+        src.put_bytes(f"source {i}".encode(), f"k/{i:03d}")
+    write = dst._write_bytes
+    raced: list[str] = []
+
+    def racing_write(data: bytes, rel: str) -> None:
+        if rel == ".scalable/refs/k/001" and not raced:
+            raced.append(rel)
+            dst.put_bytes(b"put by someone else meanwhile", "k/001")  # version 2 and its head
+        write(data, rel)  # then the sync's head of version 1 lands on top of it
+
+    dst._write_bytes = racing_write  # type: ignore[method-assign]
+    sync(src, dst)
+    assert raced
+    assert dst.get_bytes("k/001") == b"put by someone else meanwhile"
+    assert dst.info("k/001").version == 2
+    assert dst.get_bytes("k/000") == b"source 0"
+
+
 def test_a_different_artifact_at_the_destination_is_kept_or_refused(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
