@@ -6,6 +6,14 @@ than the grace period adds the objects that put relies on. Sweep: objects, tempo
 files and unfinished multipart uploads that are not live and older than the grace period
 are removed; markers older than it (left by killed puts) too.
 
+With ``verify=True`` the objects left after the sweep are re-hashed (a pack member by
+member, against its manifest); one whose bytes do not match its name is reported and moved
+to ``.scalable/quarantine/`` (the same path below it), never deleted, so reads of a ref
+naming it fail with ``IntegrityError`` and a re-put of its content uploads a good copy. The
+manifests of unpacked trees naming a damaged member are moved too: a tree whose manifest is
+absent is re-checked member by member by its next put. gc reads a manifest from the
+quarantine when it is not among the objects.
+
 Order matters for concurrent puts: objects are listed first, then records, then markers,
 and the markers are read again before each batch of deletions, so an object a put began
 to rely on (its marker is written before it checks for the object) is kept. See
@@ -19,10 +27,21 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
-from scalable.artifacts.digests import parse_tree_manifest
-from scalable.artifacts.layout import PENDING, REFS, SHA256_OBJECTS, TMP, VERSIONS, object_path, version_numbers
+from scalable.artifacts.digests import TreeEntry, digest_bytes, format_digest, parse_tree_manifest
+from scalable.artifacts.layout import (
+    OBJECTS,
+    PACK_SUFFIX,
+    PENDING,
+    REFS,
+    SHA256_OBJECTS,
+    TMP,
+    VERSIONS,
+    object_path,
+    parse_version_name,
+    version_path,
+)
 from scalable.errors import IntegrityError
 
 if TYPE_CHECKING:
@@ -32,6 +51,13 @@ if TYPE_CHECKING:
 DEFAULT_GRACE_SECONDS = 3600.0
 #: Deletions between two re-reads of the pending-put markers.
 BATCH = 256
+#: Where ``gc(verify=True)`` moves objects whose bytes do not match their names.
+QUARANTINE = ".scalable/quarantine"
+
+
+def quarantine_path(rel: str) -> str:
+    """Where the object ``rel`` (``.scalable/objects/...``) goes in the quarantine."""
+    return QUARANTINE + rel[len(OBJECTS) :]
 
 
 @dataclass
@@ -48,6 +74,12 @@ class GcReport:
     live_objects: int = 0
     scanned_objects: int = 0
     seconds: float = 0.0
+    #: With ``verify``: how many objects were re-hashed, and each damaged one with what it is and who names it.
+    verified: bool = False
+    verified_objects: int = 0
+    damaged: dict[str, str] = field(default_factory=dict)
+    #: Objects moved to the quarantine (the damaged ones, and manifests naming a damaged member).
+    quarantined: list[str] = field(default_factory=list)
 
     @property
     def bytes_reclaimed(self) -> int:
@@ -57,43 +89,69 @@ class GcReport:
     def summary(self) -> str:
         """One line: what was (or would be) removed."""
         verb = "would remove" if self.dry_run else "removed"
-        return (
+        text = (
             f"{verb} {len(self.objects)} objects ({self.object_bytes} bytes), {len(self.tmp_files)} temporary files "
             f"({self.tmp_bytes} bytes), {len(self.uploads)} unfinished uploads, {len(self.markers)} stale markers; "
             f"kept {self.live_objects} live objects of {self.scanned_objects}"
         )
+        if self.verified:
+            moved = "would move" if self.dry_run else "moved"
+            text += f"; re-hashed {self.verified_objects} objects: {len(self.damaged)} damaged"
+            if self.damaged:
+                text += f" ({moved} {len(self.quarantined)} objects to {QUARANTINE}/)"
+        return text
 
 
 def collect_garbage(
-    store: BaseArtifactStore, *, grace: float = DEFAULT_GRACE_SECONDS, dry_run: bool = False
+    store: BaseArtifactStore, *, grace: float = DEFAULT_GRACE_SECONDS, dry_run: bool = False, verify: bool = False
 ) -> GcReport:
-    """Run one gc over ``store``; see the module docstring."""
+    """Run one gc over ``store`` (with ``verify``, re-hash what is left); see the module docstring."""
     started = time.monotonic()
     if isinstance(grace, timedelta):
         grace = grace.total_seconds()
     now = datetime.now(timezone.utc)
     cutoff = now - timedelta(seconds=max(0.0, float(grace)))
     report = GcReport(dry_run=dry_run)
+    store._require_current_layout()  # records of another layout would not be seen: they must be migrated
 
-    objects = store._list_stats(SHA256_OBJECTS)  # listed first: anything newer is not a candidate
-    report.scanned_objects = len(objects)
-    live = _live_objects(store)
+    listed = store._list_stats(SHA256_OBJECTS)  # listed first: anything newer is not a candidate
+    report.scanned_objects = len(listed)
+    marked = _mark(store, report, dry_run, verify)
+    live = marked.live
     seen_markers: set[str] = set()
     live |= _marked(store, cutoff, seen_markers, report, dry_run)
-    report.live_objects = sum(1 for name in objects if f"{SHA256_OBJECTS}/{name}" in live)
-    candidates = [
-        (f"{SHA256_OBJECTS}/{name}", st.size)
-        for name, st in sorted(objects.items())
-        if f"{SHA256_OBJECTS}/{name}" not in live and st.mtime < cutoff
-    ]
+    prefix = SHA256_OBJECTS + "/"
+    candidates: list[tuple[str, int]] = []
+    n_live = 0
+    kept: list[str] = []
+    for name, st in listed.items():
+        rel = prefix + name
+        if rel in live:
+            n_live += 1
+            kept.append(rel)
+        elif st.mtime < cutoff and not marked.blocked:
+            candidates.append((rel, st.size))
+        else:
+            kept.append(rel)
+    del listed
+    candidates.sort()
+    report.live_objects = n_live
+    remove_many = getattr(store, "_remove_objects", None)
     for start in range(0, len(candidates), BATCH):
         batch = candidates[start : start + BATCH]
         if not dry_run:
             live |= _marked(store, cutoff, seen_markers, report, dry_run)
             batch = [(rel, size) for rel, size in batch if rel not in live]
-            store._map(lambda item: store._remove(item[0]), batch)
+            if remove_many is not None:
+                remove_many([rel for rel, _ in batch])
+            else:
+                store._map(lambda item: store._remove(item[0]), batch)
         report.objects.extend(rel for rel, _ in batch)
         report.object_bytes += sum(size for _, size in batch)
+    if verify:
+        removed = set(report.objects)
+        kept.extend(rel for rel, _ in candidates if rel not in removed)  # spared by a marker read late
+        _verify_objects(store, sorted(kept), marked, report, dry_run)
 
     for name, st in sorted(store._list_stats(TMP).items()):
         if st.mtime < cutoff:
@@ -112,43 +170,172 @@ def collect_garbage(
     return report
 
 
-def _live_objects(store: BaseArtifactStore) -> set[str]:
+@dataclass
+class _Marked:
+    """What the mark phase found: live objects, each live unpacked tree's members, and who names what."""
+
+    live: set[str]
+    trees: dict[str, list[str]]  # manifest rel -> member object rels
+    owners: dict[str, set[str]]  # object rel -> "key@version" naming it (only with verify)
+    blocked: bool = False  # a damaged live manifest: its members are unknown, so nothing may be swept
+
+
+def _mark(store: BaseArtifactStore, report: GcReport, dry_run: bool, verify: bool) -> _Marked:
     """Every object a head or retained version record names, with the members of unpacked trees."""
     from scalable.artifacts.store import Layout, RefRecord, Tombstone
 
     rels = [f"{REFS}/{name}" for name in store._list_files(REFS)]
-    by_key: dict[str, list[str]] = {}
+    keys: dict[str, str] = {}  # record -> its key
     for name in store._list_files(VERSIONS):
-        key, _, number = name.rpartition("/")
-        by_key.setdefault(key, []).append(number)
-    for key, numbers in by_key.items():
-        rels.extend(f"{VERSIONS}/{key}/{n}" for n in version_numbers(numbers))
-    live: set[str] = set()
-    trees: set[str] = set()
+        parsed = parse_version_name(name)
+        if parsed is not None:
+            keys[version_path(*parsed)] = parsed[0]
+    rels.extend(sorted(keys))
+    marked = _Marked(set(), {}, {})
+    trees: dict[str, str] = {}  # tree digest -> a key naming it (for messages)
     for chunk in _chunks(rels, 1000):
         found = store._read_many(chunk)
         for rel, data in found.items():
-            key = rel[len(REFS) + 1 :] if rel.startswith(REFS + "/") else rel[len(VERSIONS) + 1 :].rpartition("/")[0]
+            key = rel[len(REFS) + 1 :] if rel.startswith(REFS + "/") else keys[rel]
             record = RefRecord.from_bytes(data, key, store.uri)  # a damaged record stops gc: it names unknowns
             if isinstance(record, Tombstone):
                 continue
-            live.update(record.names())
+            names = record.names()
+            marked.live.update(names)
+            if verify:
+                for name in names:
+                    marked.owners.setdefault(name, set()).add(f"{key}@{record.version}")
             if record.layout == Layout.TREE:
-                trees.add(record.ref.digest)
-    tree_rels = [object_path(d) for d in sorted(trees)]
-    for chunk in _chunks(tree_rels, 1000):
+                trees.setdefault(record.ref.digest, key)
+    tree_rels = {object_path(d): d for d in sorted(trees)}
+    for chunk in _chunks(list(tree_rels), 1000):
         found = store._read_many(chunk)
         for rel in chunk:
+            digest, key = tree_rels[rel], trees[tree_rels[rel]]
             data = found.get(rel)
-            if data is None:
+            if data is None:  # moved to the quarantine for a damaged member: its copy there still lists them
+                data = _read_quarantined(store, rel)
+            elif digest_bytes(data) != digest:
+                if not verify:
+                    raise IntegrityError(
+                        f"gc stopped: the tree manifest {rel} of directory {key!r} in {store.uri} does not match its "
+                        "digest, so its members are unknown; nothing was removed. Run `scalable gc --verify` to move "
+                        "it to the quarantine, then re-put the directory from its source (or delete the key)"
+                    )
+                report.damaged[rel] = f"tree manifest of {_named(marked, rel, key)}: bytes do not match its digest"
+                _quarantine(store, rel, report, dry_run)
+                marked.blocked = True
+                continue
+            if data is None or digest_bytes(data) != digest:
                 raise IntegrityError(
-                    f"gc stopped: the tree manifest {rel} of a committed directory in {store.uri} is missing, so "
-                    "its members are unknown; nothing was removed. Run verify on the store's directories"
+                    f"gc stopped: the tree manifest {rel} of directory {key!r} in {store.uri} is missing (or damaged "
+                    "in the quarantine), so its members are unknown; nothing was removed. Re-put the directory from "
+                    "its source, or delete the key"
                 )
-            for entry in parse_tree_manifest(data):
-                if entry.type == "file" and entry.digest is not None:
-                    live.add(object_path(entry.digest))
-    return live
+            members = [object_path(e.digest) for e in parse_tree_manifest(data) if e.type == "file" and e.digest]
+            marked.trees[rel] = members
+            marked.live.update(members)
+            if verify:
+                owners = marked.owners.get(rel, set())
+                for member in members:
+                    marked.owners.setdefault(member, set()).update(owners)
+    return marked
+
+
+def _read_quarantined(store: BaseArtifactStore, rel: str) -> bytes | None:
+    try:
+        return store._read_bytes(quarantine_path(rel))
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        return None
+
+
+def _named(marked: _Marked, rel: str, fallback: str = "") -> str:
+    owners = sorted(marked.owners.get(rel, ()))
+    if not owners:
+        return fallback or "no committed version"
+    more = f" and {len(owners) - 3} more" if len(owners) > 3 else ""
+    return ", ".join(owners[:3]) + more
+
+
+def _quarantine(store: BaseArtifactStore, rel: str, report: GcReport, dry_run: bool) -> None:
+    """Move ``rel`` out of the objects into the quarantine (never deleted: someone may want to look at it)."""
+    report.quarantined.append(rel)
+    if dry_run:
+        return
+    try:
+        store._copy_within(rel, quarantine_path(rel))
+    except FileNotFoundError:
+        return
+    store._remove(rel)
+
+
+def _verify_objects(
+    store: BaseArtifactStore, rels: list[str], marked: _Marked, report: GcReport, dry_run: bool
+) -> None:
+    """Re-hash each object in ``rels`` (live manifests were checked when marked); quarantine the damaged."""
+    report.verified = True
+    todo = [rel for rel in rels if rel not in marked.trees and rel not in report.damaged]
+    report.verified_objects = len(rels) - len(todo)
+
+    def check(rel: str) -> str | None:
+        try:
+            return _check_object(store, rel, marked)
+        except FileNotFoundError:  # removed meanwhile (another gc): nothing to check
+            return None
+
+    for chunk in _chunks(todo, 256):
+        for rel, problem in zip(chunk, store._map(check, chunk), strict=True):
+            report.verified_objects += 1
+            if problem is None:
+                continue
+            report.damaged[rel] = f"{problem}; named by {_named(marked, rel)}"
+            _quarantine(store, rel, report, dry_run)
+            for manifest, members in marked.trees.items():
+                if rel in members and manifest not in report.quarantined and store._head(manifest) is not None:
+                    _quarantine(store, manifest, report, dry_run)  # its next put re-checks every member
+
+
+def _check_object(store: BaseArtifactStore, rel: str, marked: _Marked) -> str | None:
+    """What is wrong with the object ``rel``, or ``None`` if its bytes match its name."""
+    name = rel.rpartition("/")[2]
+    if not name.endswith(PACK_SUFFIX):
+        with store._open_read(rel) as f:
+            digest, _ = _hash_stream(f, None)
+        return None if digest == format_digest(name) else f"bytes hash to {digest}"
+    manifest_rel = rel[: -len(PACK_SUFFIX)]
+    try:
+        data: bytes | None = store._read_bytes(manifest_rel)
+    except FileNotFoundError:
+        data = _read_quarantined(store, manifest_rel)
+    if data is None or digest_bytes(data) != format_digest(name[: -len(PACK_SUFFIX)]):
+        return None  # no intact manifest to check the pack against: its manifest is reported on its own
+    files: list[TreeEntry] = [e for e in parse_tree_manifest(data) if e.type == "file"]
+    with store._open_read(rel) as f:
+        for e in files:
+            digest, n = _hash_stream(f, e.size)
+            if n != e.size or digest != e.digest:
+                return f"pack member {e.path!r} does not match its digest"
+        if f.read(1):
+            return "pack has bytes past its last member"
+    return None
+
+
+def _hash_stream(f: BinaryIO, limit: int | None) -> tuple[str, int]:
+    """SHA-256 of the next ``limit`` bytes of ``f`` (all of it with ``None``), and how many there were."""
+    import hashlib
+
+    h = hashlib.sha256()
+    n = 0
+    while limit is None or n < limit:
+        chunk = f.read(_CHUNK if limit is None else min(_CHUNK, limit - n))
+        if not chunk:
+            break
+        h.update(chunk)
+        n += len(chunk)
+    return format_digest(h.hexdigest()), n
+
+
+_CHUNK = 4 * 1024 * 1024
 
 
 def _marked(store: BaseArtifactStore, cutoff: datetime, seen: set[str], report: GcReport, dry_run: bool) -> set[str]:
@@ -177,4 +364,4 @@ def _chunks(items: list[str], n: int) -> Iterable[list[str]]:
         yield items[start : start + n]
 
 
-__all__ = ["DEFAULT_GRACE_SECONDS", "GcReport", "collect_garbage"]
+__all__ = ["DEFAULT_GRACE_SECONDS", "QUARANTINE", "GcReport", "collect_garbage", "quarantine_path"]

@@ -418,18 +418,54 @@ class LocalArtifactStore(BaseArtifactStore):
         return ObjectStat(st.st_size, datetime.fromtimestamp(st.st_mtime, timezone.utc))
 
     def _list_stats(self, rel_dir: str) -> dict[str, ObjectStat]:
-        base = self._path(rel_dir)
+        # os.scandir: no path joins or relpath per entry, and the folder walk itself stats nothing.
         found: dict[str, ObjectStat] = {}
-        for dirpath, _dirnames, filenames in os.walk(base):
-            rel = os.path.relpath(dirpath, base)
-            prefix = "" if rel == "." else rel.replace(os.sep, "/") + "/"
-            for name in filenames:
-                try:
-                    st = os.stat(os.path.join(dirpath, name))
-                except FileNotFoundError:
-                    continue
-                found[prefix + name] = ObjectStat(st.st_size, datetime.fromtimestamp(st.st_mtime, timezone.utc))
+        fromtimestamp = datetime.fromtimestamp
+        utc = timezone.utc
+        stack = [(os.fspath(self._path(rel_dir)), "")]
+        while stack:
+            folder, prefix = stack.pop()
+            try:
+                it = os.scandir(folder)
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            with it:
+                for entry in it:
+                    try:
+                        if entry.is_dir(follow_symlinks=False):
+                            stack.append((entry.path, prefix + entry.name + "/"))
+                            continue
+                        st = entry.stat(follow_symlinks=False)
+                    except FileNotFoundError:
+                        continue
+                    if stat.S_ISREG(st.st_mode):
+                        found[prefix + entry.name] = ObjectStat(st.st_size, fromtimestamp(st.st_mtime, utc))
         return found
+
+    def _remove_objects(self, rels: list[str]) -> None:
+        """Unlink many files (gc's sweep) in threads, then prune each emptied folder once."""
+        root = os.fspath(self.root)
+        for folder in {rel.rpartition("/")[0] for rel in rels}:
+            self._path(folder)  # once per folder, as _remove does per file: no symlink leads outside the root
+        paths = [os.path.join(root, rel) for rel in rels]
+
+        def unlink(path: str) -> None:
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+
+        if self.max_concurrency == 1 or len(paths) < 64:
+            for path in paths:
+                unlink(path)
+        else:
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(max_workers=min(self.max_concurrency, 8)) as pool:
+                for _ in pool.map(unlink, paths, chunksize=64):
+                    pass
+        for folder in sorted({os.path.dirname(p) for p in paths}, reverse=True):
+            self._prune(Path(folder))
 
     def _copy_within(self, src: str, dst: str) -> None:
         with self._open_read(src) as f, self._open_write(dst) as out:

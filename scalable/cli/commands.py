@@ -71,7 +71,7 @@ COMMAND_INDEX: dict[str, tuple[str, str]] = {
     ),
     "migrate": (
         "scalable.cli.object_cmds",
-        "Convert a store written in the layout before content-addressed objects, in place (resumable).",
+        "Convert a store written in an older layout (1 or 2) to the current one, in place (resumable).",
     ),
     "find": (
         "scalable.cli.catalog_cmds",
