@@ -95,6 +95,19 @@ def test_sync_all_versions_between_backends(
     assert (again.refs, again.objects, again.bytes, again.skipped) == (0, 0, 0, 4)
 
 
+def test_a_layout_2_source_syncs_into_a_layout_3_destination(request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    from tests.test_store_contract import V2_KEYS, assert_reads_the_v2_fixture, copy_v2_fixture_into
+
+    src = factory(request, "local", tmp_path)()
+    copy_v2_fixture_into(src)  # read as it is, never written
+    dst = factory(request, "s3", tmp_path)()
+    summary = sync(src, dst, versions="all")
+    assert summary.keys == len(V2_KEYS) and not summary.failed
+    assert_reads_the_v2_fixture(dst, tmp_path)
+    assert json.loads(dst._read_bytes(".scalable/store.json"))["format"] == "scalable.store/3"
+    assert [history(dst, k) for k in V2_KEYS] == [history(src, k) for k in V2_KEYS]
+
+
 def test_copy_artifact_only_moves_what_the_destination_lacks(request: pytest.FixtureRequest, tmp_path: Path) -> None:
     src = factory(request, "local", tmp_path)()
     dst = factory(request, "s3", tmp_path)()
