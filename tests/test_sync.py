@@ -93,6 +93,7 @@ def test_sync_all_versions_between_backends(
 
     again = sync(src, dst, versions="all")
     assert (again.refs, again.objects, again.bytes, again.skipped) == (0, 0, 0, 4)
+    assert dst.gc(grace=0).objects == []  # every copied object is named by a copied version
 
 
 def test_a_layout_2_source_syncs_into_a_layout_3_destination(request: pytest.FixtureRequest, tmp_path: Path) -> None:
