@@ -320,6 +320,12 @@ def test_delete_and_dry_run(request: pytest.FixtureRequest, tmp_path: Path) -> N
     back = sync(src, dst, "p/")
     assert back.keys == 1 and [r.version for r in dst.versions("p/a")] == [3]
 
+    # A key of the destination above the new keys: they cannot nest in it, nothing is copied.
+    dst.put_bytes(b"an artifact", "taken")
+    with pytest.raises(scalable.KeyConflictError, match="'taken' is already an artifact"):
+        sync(src, dst, "p/", dst_prefix="taken/p/")
+    assert dst.list_artifacts("taken/") == []
+
     moved = sync(src, dst, "p/", dst_prefix="backup/")
     assert moved.keys == 2 and moved.objects == 0  # the objects are there already
     assert dst.list_artifacts("backup/") == ["backup/a", "backup/b"]

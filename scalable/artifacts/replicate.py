@@ -681,6 +681,10 @@ def sync(
         if versions == "all":
             run.src_versions = _list_versions(src_store, prefix)
         run.dst_versions = _list_versions(dst_store, dst_prefix)  # new numbers go above tombstones
+        folder = dst_prefix.rpartition("/")[0]
+        if folder:  # an artifact above the listed folder would have the new keys nest in it
+            above = [*ancestors(folder), folder]
+            run.dst_keys.update(k for k, held in zip(above, run.map(dst_store.exists, above), strict=True) if held)
         for start in range(0, len(todo), BATCH_KEYS):
             run.run_batch(todo[start : start + BATCH_KEYS], set(dst_heads))
     if delete:
