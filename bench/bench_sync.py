@@ -9,7 +9,8 @@ moves no digests and writes no refs). Each round syncs both to fresh, empty pref
 order rotating, then re-syncs both with nothing changed. ``scalable`` runs in this
 process (the API, a new store object per round) and as the ``scalable sync`` command (a
 process per call, endpoint from ``AWS_ENDPOINT_URL``); ``s5cmd`` is a process per call.
-The re-sync row also counts scalable's requests by primitive.
+The re-sync row also counts scalable's requests by primitive. Last, the other way: the
+first round's copies synced back to empty local folders, both tools alternating.
 
 Targets (issue 16): sync >= 1.0x s5cmd sync; re-sync of 10,000 refs <= 1 s and no
 per-object request.
@@ -135,6 +136,25 @@ def main() -> None:
             for step in steps[r % 3 :] + steps[: r % 3]:
                 step()
 
+        # The other way: the first round's copies back onto local disk (a laptop reading results).
+        times["scalable down"], times["s5cmd down"] = [], []
+        remote = build_artifact_store(f"s3://{bucket}/scalable-0", **server.storage_options)
+        for r in range(args.repeat):
+
+            def down_scalable(r: int = r) -> None:
+                start = time.perf_counter()
+                summary = sync(remote, build_artifact_store(work / f"down-{r}"))
+                times["scalable down"].append(time.perf_counter() - start)
+                assert summary.objects == args.files, summary
+
+            def down_s5cmd(r: int = r) -> None:
+                start = time.perf_counter()
+                s5("sync", f"s3://{bucket}/s5cmd-0/*", f"{work}/s5cmd-down-{r}/")
+                times["s5cmd down"].append(time.perf_counter() - start)
+
+            for step in (down_scalable, down_s5cmd) if r % 2 == 0 else (down_s5cmd, down_scalable):
+                step()
+
         med = {k: statistics.median(v) for k, v in times.items()}
         print(f"# load average after: {os.getloadavg()[0]:.2f}")
         print()
@@ -155,6 +175,10 @@ def main() -> None:
         print(
             f"| `scalable sync` command, nothing changed | {med['cli again'] * 1000:.0f} ms | "
             f"{med['s5cmd again'] * 1000:.0f} ms | {med['s5cmd again'] / med['cli again']:.2f}x |"
+        )
+        print(
+            f"| sync {args.files} refs from S3 to an empty local store | {med['scalable down']:.2f} s | "
+            f"{med['s5cmd down']:.2f} s | {med['s5cmd down'] / med['scalable down']:.2f}x |"
         )
         per_round = {k: v // args.repeat for k, v in sorted(calls.items())}
         print()
