@@ -44,7 +44,10 @@ bench: $(VENV)/.test-installed
 	$(PIP) -e ".[test,bench]"
 	$(PY) bench/bench_local.py
 	$(PY) bench/bench_put_modes.py
+	$(PY) bench/bench_objects.py
+	$(PY) bench/bench_mirror.py
 	$(PY) bench/bench_object_stores.py
+	$(PY) bench/bench_sync.py
 	$(PY) bench/bench_cache.py
 	$(PY) bench/bench_telemetry.py
 	$(PY) bench/bench_catalog.py

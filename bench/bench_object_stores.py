@@ -60,7 +60,7 @@ from object_store_peers import interleave as interleave_peers
 
 from scalable import ArtifactKind, build_artifact_store
 from scalable.artifacts.digests import digest_bytes
-from scalable.artifacts.layout import REFS, STORE_JSON, object_path, version_path
+from scalable.artifacts.layout import REFS, STORE_FORMAT, STORE_JSON, object_path, version_path
 from scalable.artifacts.s3 import S3ArtifactStore
 from scalable.artifacts.store import Layout, RefRecord
 from tests.servers.seaweedfs import SeaweedFS
@@ -320,7 +320,7 @@ def bench_meta(server: SeaweedFS, bucket: str, n_keys: int, n_probe: int, repeat
     # concurrent batches: one put_bytes at a time would take minutes on this server.
     began = time.perf_counter()
     files: dict[str, bytes] = {}
-    files[f"{store.root_path}/{STORE_JSON}"] = b'{"format":"scalable.store/2"}'
+    files[f"{store.root_path}/{STORE_JSON}"] = b'{"format":"%s"}' % STORE_FORMAT.encode()
     files[f"{store.root_path}/{object_path(digest_bytes(b'{}'))}"] = b"{}"  # one object: every key names it
     for key in keys:
         ref = store._make_ref(key, ArtifactKind.BLOB, digest_bytes(b"{}"), 2, {}).model_copy(update={"version": 1})

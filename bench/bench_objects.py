@@ -35,7 +35,7 @@ from fsspec.callbacks import Callback
 
 from scalable import ArtifactKind, build_artifact_store
 from scalable.artifacts.digests import DigestCache, TreeEntry, digest_bytes, tree_manifest_bytes
-from scalable.artifacts.layout import SHA256_OBJECTS, object_path
+from scalable.artifacts.layout import SHA256_OBJECTS, STORE_FORMAT, object_path
 
 MiB = 1024 * 1024
 
@@ -217,7 +217,7 @@ def bench_gc_local(work: Path, n_objects: int) -> None:
     mpath = root / object_path(digest_bytes(manifest))
     mpath.write_bytes(manifest)
     store._layout_checked = True  # type: ignore[attr-defined]
-    store._write_bytes(b'{"format":"scalable.store/2"}', ".scalable/store.json")  # type: ignore[attr-defined]
+    store._write_bytes(b'{"format":"%s"}' % STORE_FORMAT.encode(), ".scalable/store.json")  # type: ignore[attr-defined]
     store._commit("tree", ArtifactKind.DIR, digest_bytes(manifest), 8 * len(live), {}, "tree")  # type: ignore[attr-defined]
     start = time.perf_counter()
     report = store.gc(grace=3600)  # type: ignore[attr-defined]

@@ -3,7 +3,8 @@
 Used by ``bench_object_stores.py --only peers`` (see its docstring). Contenders:
 
 * ``scalable native``: ``build_artifact_store(uri)`` (obstore), with digests and commit;
-  gets verified against the committed digest.
+  gets verified against the committed digest. Each put round after the first goes to a
+  store of its own, so no round finds its objects already there.
 * ``scalable fsspec``: the same with ``transport="fsspec"`` (s3fs, adlfs, gcsfs).
 * ``obstore bare``: obstore alone, no digests: a directory as ``put_async`` calls 64 in
   flight, a large file as one ``obstore.put`` of its path, a get streamed into a file.
@@ -73,18 +74,26 @@ def _setup(name: str, where: Where, work: Path) -> dict[str, Callable[[str, int]
         from scalable import build_artifact_store
 
         extra = {"transport": "fsspec"} if name == "scalable fsspec" else {}
-        store = build_artifact_store(f"{where.base_url}/{name.replace(' ', '-')}", **where.storage_options, **extra)
+        root = f"{where.base_url}/{name.replace(' ', '-')}"
+        store = build_artifact_store(root, **where.storage_options, **extra)
+
+        def round_store(r: int) -> Any:
+            """Round 0 puts into the store the gets read; later rounds into a store of their own, whose
+            objects are not there yet (a store keeps one copy of each content, and would skip the upload)."""
+            return store if r == 0 else build_artifact_store(f"{root}-round{r}", **where.storage_options, **extra)
 
         def put_small(label: str, r: int) -> None:
-            store.put(small, f"{label}/{r}")
+            round_store(r).put(small, f"{label}/{r}")
 
         def get_small(label: str, r: int) -> None:
             store.get(f"{label}/0", fresh_out() / "tree")
 
         def put_big(label: str, r: int) -> None:
-            store.put(big, f"{label}/{r}")
-            if r > 0:
-                store.delete(f"{label}/{r}")  # keep one for the gets, free the server's disk
+            target = round_store(r)
+            target.put(big, f"{label}/{r}")
+            if r > 0:  # keep one for the gets, free the server's disk (the peers delete theirs too)
+                target.delete(f"{label}/{r}")
+                target.gc(grace=0)
 
         def get_big(label: str, r: int) -> None:
             store.get(f"{label}/0", fresh_out() / "big.bin")

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
         build_artifact_store,
         register_artifact_store,
     )
+    from scalable.artifacts.replicate import SyncSummary, copy_artifact, sync
     from scalable.artifacts.resolve import open_uri
     from scalable.cache import CacheInfo, CallInfo, cacheable, configure_cache
     from scalable.catalog import Catalog
@@ -51,6 +52,7 @@ if TYPE_CHECKING:
         StoreLayoutError,
         StoreNotFoundError,
         StoreUnavailableError,
+        SyncConflictError,
         UnhashableArgumentError,
         UnsupportedURIError,
         VersionNotSupportedError,
@@ -100,6 +102,10 @@ _EXPORTS = {
     "StoreNotFoundError": "scalable.errors",
     "StoreUnavailableError": "scalable.errors",
     "open_uri": "scalable.artifacts.resolve",
+    "SyncConflictError": "scalable.errors",
+    "SyncSummary": "scalable.artifacts.replicate",
+    "copy_artifact": "scalable.artifacts.replicate",
+    "sync": "scalable.artifacts.replicate",
     "UnhashableArgumentError": "scalable.errors",
     "UnsupportedURIError": "scalable.errors",
     "Settings": "scalable.manifest",
@@ -153,6 +159,8 @@ __all__ = [
     "StoreLayoutError",
     "StoreNotFoundError",
     "StoreUnavailableError",
+    "SyncConflictError",
+    "SyncSummary",
     "UnhashableArgumentError",
     "UnsupportedURIError",
     "VersionNotSupportedError",
@@ -160,6 +168,7 @@ __all__ = [
     "build_artifact_store",
     "cacheable",
     "configure_cache",
+    "copy_artifact",
     "current_session",
     "json_schema",
     "load_manifest",
@@ -167,4 +176,5 @@ __all__ = [
     "read_events",
     "register_artifact_store",
     "resolve_settings",
+    "sync",
 ]

@@ -176,6 +176,10 @@ class PutModeError(ScalableError, ValueError):
     """A put's ``mode=`` is unknown, or this store or filesystem cannot do it (a hard link to a bucket)."""
 
 
+class SyncConflictError(ScalableError, FileExistsError):
+    """A copy or sync would replace a different artifact at a destination key, and ``overwrite=False`` refused it."""
+
+
 __all__ = [
     "AccessDeniedError",
     "AmbiguousVersionError",
@@ -207,6 +211,7 @@ __all__ = [
     "StoreLayoutError",
     "StoreNotFoundError",
     "StoreUnavailableError",
+    "SyncConflictError",
     "TargetError",
     "UnhashableArgumentError",
     "UnsupportedURIError",

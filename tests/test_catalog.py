@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from scalable import Catalog, RunNotFoundError, build_artifact_store
+from scalable.artifacts.layout import version_path
 from scalable.artifacts.store import BaseArtifactStore
 from scalable.catalog import ArtifactRow
 from scalable.errors import CatalogError
@@ -443,6 +444,6 @@ def test_a_rebuild_over_a_damaged_ref_record_names_it(tmp_path: Path, tree: Path
         ("trees/t1", "dir"),
     ]
     # A rebuild reads the version records (the head is a copy of the latest one).
-    (store.root / ".scalable/versions/files/f.txt/1").write_text('{"format": "scalable.ref/2", "ref": {}}')
+    (store.root / version_path("files/f.txt", 1)).write_text('{"format": "scalable.ref/2", "ref": {}}')
     with pytest.raises(IntegrityError, match="'files/f.txt'.*damaged"):
         catalog.rebuild([store])

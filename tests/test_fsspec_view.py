@@ -70,7 +70,8 @@ def test_xarray_opens_a_zarr_directory_artifact(
         {"temperature": (("time", "site"), np.arange(12.0).reshape(4, 3))},
         coords={"time": np.arange(4), "site": ["x", "y", "z"]},
     )
-    ds.to_zarr(tmp_path / "cube.zarr", mode="w")
+    # Format 2: consolidated metadata and str coords are in its spec (no zarr warnings).
+    ds.to_zarr(tmp_path / "cube.zarr", mode="w", zarr_format=2)
     ref = store.put(tmp_path / "cube.zarr", "cubes/cube.zarr", pack=pack)
     opened = xr.open_zarr(ref.url, storage_options=options)
     xr.testing.assert_identical(opened.load(), ds)

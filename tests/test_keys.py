@@ -14,7 +14,7 @@ from scalable.artifacts.keys import MAX_KEY_BYTES, ancestors, validate_key, vali
 
 
 @pytest.mark.parametrize(
-    "key", ["a", "runs/run-001/output.csv", "ünïcødé/名前.txt", "with space/and+plus", ".hidden", "a/.scalable/b"]
+    "key", ["a", "runs/run-001/output.csv", "ünïcødé/名前.txt", "with space/and+plus", ".hidden", "a/.scalable-x/b"]
 )
 def test_good_keys(key: str) -> None:
     assert validate_key(key) == key
@@ -34,6 +34,8 @@ def test_good_keys(key: str) -> None:
         ("a\x00b", "control characters"),
         ("a\x7fb", "control characters"),
         (".scalable/refs/a", "reserved"),
+        ("a/.scalable/b", "reserved for the store's own records .in any position.; rename that segment"),
+        ("a/.scalable", "reserved"),  # layout 3 keeps a's records in versions/a/.scalable/
         ("x" * (MAX_KEY_BYTES + 1), "limited to"),
         ("\udcff", "UTF-8"),
     ],

@@ -2,31 +2,25 @@
 
 What a user relies on: a large file goes up in parts and comes back by ranges with the digest
 hashlib computes; progress adds up to the size; a put that is interrupted commits nothing and
-leaves no multipart upload on the server; a server that is frozen (SIGSTOP) fails a call
-within its deadline with ``StoreUnavailableError`` and, once resumed, holds every key whole;
-a server restarted within seconds fails no put.
+leaves no multipart upload on the server. Frozen and restarted servers, on every backend and
+both transports: tests/test_frozen_servers.py.
 """
 
 from __future__ import annotations
 
 import os
 import pickle
-import signal
-import threading
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fsspec.callbacks import Callback
 
-from scalable import IntegrityError, StoreUnavailableError, build_artifact_store
+from scalable import IntegrityError, UnsupportedURIError, build_artifact_store
 from scalable.artifacts.obstore_store import ObstoreArtifactStore
-from scalable.artifacts.retry import Deadlines
 from scalable.artifacts.store import OBJECTS
-from tests.servers.base import ServerUnavailable
 from tests.servers.seaweedfs import SeaweedFS
 from tests.test_s3_transfers import file_digest, sha256  # independent hashlib oracles, shared
 
@@ -49,8 +43,15 @@ def server(request: pytest.FixtureRequest) -> Any:
 
 
 def make_store(server: Any, prefix: str | None = None, **options: Any) -> ObstoreArtifactStore:
-    """A native store on ``server`` (a fresh prefix unless given), parts of 5 MiB, four in flight."""
-    kwargs: dict[str, Any] = {"part_size": PART, "multipart_threshold": PART, "part_concurrency": 4, **options}
+    """A native store on ``server`` (a fresh prefix unless given), parts and ranges of 5 MiB, four in flight."""
+    kwargs: dict[str, Any] = {
+        "part_size": PART,
+        "multipart_threshold": PART,
+        "part_concurrency": 4,
+        "range_size": PART,
+        "range_concurrency": 4,
+        **options,
+    }
     url = server.url(server.shared_bucket(), prefix or uuid.uuid4().hex)
     store = build_artifact_store(url, **server.storage_options, **kwargs)
     assert isinstance(store, ObstoreArtifactStore)
@@ -117,6 +118,20 @@ def test_uneven_last_part_overwrite_and_a_directory(server: Any, tmp_path: Path)
     (src / "large.bin").write_bytes(data[::-1])
     assert store.put(src / "large.bin", "m.bin").digest == sha256(data[::-1])
     assert store.get_bytes("m.bin") == data[::-1]
+
+
+def test_a_large_get_by_many_small_ranges_is_whole(server: Any, tmp_path: Path) -> None:
+    """Ranges finish out of order; each lands at its offset and the digest is of the bytes in order."""
+    data = os.urandom(12 * MiB + 1)
+    (tmp_path / "m.bin").write_bytes(data)
+    store = make_store(server, range_size=MiB, range_concurrency=6)
+    ref = store.put(tmp_path / "m.bin", "m.bin")
+    down = Progress()
+    out = store.get("m.bin", tmp_path / "back.bin", callback=down)
+    assert out.read_bytes() == data and ref.digest == sha256(data)
+    assert sum(down.updates) == len(data) and len(down.updates) == 13  # one update a range
+    with pytest.raises(UnsupportedURIError, match="range_size must be at least 1 MiB"):
+        make_store(server, range_size=MiB - 1)
 
 
 def test_damaged_large_object_is_refused(server: Any, tmp_path: Path) -> None:
@@ -191,74 +206,3 @@ def test_interrupted_stream_write_aborts_the_upload(s3_server: SeaweedFS) -> Non
             raise RuntimeError("stop")
     assert store._head("streamed.bin") is None
     assert open_uploads(s3_server, store) == []
-
-
-# ---------------------------------------------------------------- a server of the test's own
-
-
-@pytest.fixture
-def own_s3() -> Iterator[SeaweedFS]:
-    """A SeaweedFS of this test's own, to freeze, stop or kill without disturbing the session's."""
-    try:
-        server = SeaweedFS()
-    except ServerUnavailable as exc:
-        pytest.skip(str(exc))
-    try:
-        server.start()
-        yield server
-    finally:
-        if server.pid is not None:
-            os.kill(server.pid, signal.SIGCONT)  # never leave it stopped: close() must be able to end it
-        server.close()
-
-
-QUICK = Deadlines(request=2, stall=3, operation=4)
-
-
-def test_a_frozen_server_fails_calls_within_their_deadline(own_s3: SeaweedFS, tmp_path: Path) -> None:
-    """SIGSTOP: connections are accepted by the kernel but nothing answers."""
-    store = make_store(own_s3, deadlines=QUICK)
-    before = store.put_bytes(b"old", "k")
-    src = tmp_path / "new.bin"
-    src.write_bytes(os.urandom(64 * 1024))
-    assert own_s3.pid is not None
-    os.kill(own_s3.pid, signal.SIGSTOP)
-    try:
-        for call in (lambda: store.get_bytes("k"), lambda: store.exists("k"), lambda: store.put(src, "k")):
-            began = time.monotonic()
-            with pytest.raises(StoreUnavailableError, match="did not answer within the deadline") as info:
-                call()
-            took = time.monotonic() - began
-            # The deadline, plus at most one request's timeout (the attempt under way when it passed).
-            assert took <= QUICK.operation + QUICK.stall + 1.5, f"{took:.1f} s"
-            assert own_s3.endpoint_url in str(info.value)
-    finally:
-        os.kill(own_s3.pid, signal.SIGCONT)
-    fresh = make_store(own_s3, store.prefix)
-    assert fresh.info("k") == before and fresh.get_bytes("k") == b"old"  # the key is whole: the old version
-    assert fresh.verify("k") == before
-    assert fresh.put(src, "k").digest == file_digest(src)
-
-
-def test_a_put_rides_out_a_server_restarted_within_seconds(own_s3: SeaweedFS, tmp_path: Path) -> None:
-    store = make_store(own_s3)  # the default deadlines
-    src = tmp_path / "f.bin"
-    src.write_bytes(os.urandom(256 * 1024))
-    store.put_bytes(b"warm", "warm")  # bucket checked, connections pooled
-    own_s3.stop()
-    outcome: list[BaseException | None] = []
-
-    def put() -> None:
-        try:
-            store.put(src, "during-outage.bin")
-            outcome.append(None)
-        except BaseException as exc:
-            outcome.append(exc)
-
-    worker = threading.Thread(target=put)
-    worker.start()
-    time.sleep(6)  # the put fails and retries while the server is down
-    own_s3.start()
-    worker.join(60)
-    assert not worker.is_alive() and outcome == [None], outcome
-    assert store.get_bytes("during-outage.bin") == src.read_bytes()

@@ -159,7 +159,7 @@ def test_retries_are_bounded(s3_server, monkeypatch: pytest.MonkeyPatch) -> None
         raise Flaky()
 
     monkeypatch.setattr(store.fs, "cat_file", always_503)
-    with pytest.raises(StoreUnavailableError, match="did not answer, after retries"):
+    with pytest.raises(StoreUnavailableError, match="did not answer within the deadline"):
         store.info("k")
     assert len(calls) == 2
 
@@ -291,3 +291,67 @@ def test_a_retried_upload_reports_the_file_size_once(tmp_path, monkeypatch: pyte
     ref = store.put(src, "k", callback=progress)
     assert opened and ref.size_bytes == size
     assert progress.total == size
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_deadlines_come_from_the_argument_else_the_environment(
+    s3_server, transport: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = s3_server.url(s3_server.shared_bucket(), uuid.uuid4().hex)
+    monkeypatch.setenv("SCALABLE_DEADLINES", "stall=7, operation=9")
+    store = build_artifact_store(url, transport=transport, **s3_server.storage_options)
+    assert store.deadlines == Deadlines(request=10, stall=7, operation=9)
+    given = build_artifact_store(url, transport=transport, deadlines={"request": 3}, **s3_server.storage_options)
+    assert given.deadlines == Deadlines(request=3, stall=7, operation=9)
+    monkeypatch.setenv("SCALABLE_DEADLINES", "stall=soon")
+    with pytest.raises(UnsupportedURIError, match="SCALABLE_DEADLINES='stall=soon' is not a list of deadlines"):
+        build_artifact_store(url, transport=transport, **s3_server.storage_options)
+
+
+def test_the_fsspec_drivers_try_once_unless_told_otherwise(s3_server, gcs_server, azure_server) -> None:
+    """scalable owns the retries: each driver's own are set to one attempt; a user's own setting stays."""
+    s3 = build_artifact_store(
+        s3_server.url(s3_server.shared_bucket(), "p"), transport="fsspec", **s3_server.storage_options
+    )
+    assert s3.fs.config_kwargs["retries"]["total_max_attempts"] == 1 and s3.fs.retries == 1
+    assert s3.fs.config_kwargs["read_timeout"] == s3.deadlines.stall
+    mine = build_artifact_store(
+        s3_server.url(s3_server.shared_bucket(), "p"),
+        transport="fsspec",
+        config_kwargs={"retries": {"max_attempts": 3}},
+        **s3_server.storage_options,
+    )
+    assert mine.fs.config_kwargs["retries"] == {"max_attempts": 3} and mine.fs.retries == 5
+    gcs = build_artifact_store(gcs_server.url(gcs_server.shared_bucket(), "p"), **gcs_server.storage_options)
+    assert gcs.fs.requests_timeout.sock_read == gcs.deadlines.stall
+    az = build_artifact_store(
+        azure_server.url(azure_server.shared_bucket(), "p"), transport="fsspec", **azure_server.storage_options
+    )
+    assert az.fs.service_client._config.retry_policy.total_retries == 0
+
+
+@pytest.mark.parametrize(("code", "error", "tries"), [(503, StoreUnavailableError, 2), (401, AccessDeniedError, 1)])
+def test_gcsfs_requests_are_tried_once_each_by_gcsfs(
+    gcs_server, monkeypatch: pytest.MonkeyPatch, code: int, error: type, tries: int
+) -> None:
+    """gcsfs would retry each of these six times with waits up to 32 s; here scalable's policy decides."""
+    import gcsfs
+    from gcsfs.retry import HttpError
+
+    calls = []
+
+    async def answers(self, *args, **kwargs):
+        calls.append(args[:2])
+        raise HttpError({"code": code, "message": "Invalid Credentials" if code == 401 else "Service Unavailable"})
+
+    monkeypatch.setattr(gcsfs.GCSFileSystem._request, "__wrapped__", answers)
+    store = build_artifact_store(
+        gcs_server.url(gcs_server.shared_bucket(), uuid.uuid4().hex),
+        retry_policy=FAST,
+        skip_instance_cache=True,
+        **gcs_server.storage_options,
+    )
+    with pytest.raises(error) as info:
+        store.exists("k")
+    assert tries <= len(calls) <= 2 * tries, calls  # gcsfs's info may ask twice (the bucket, then a listing)
+    assert gcs_server.endpoint_url in str(info.value)

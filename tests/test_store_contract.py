@@ -9,6 +9,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import pickle
+import uuid
 from datetime import timezone
 from pathlib import Path
 
@@ -343,6 +345,8 @@ BAD_KEYS = [
     "new\nline",
     "tab\there",
     ".scalable/refs/x",
+    "a/.scalable/1",
+    "a/.scalable",
     ".",
     "..",
 ]
@@ -588,7 +592,7 @@ def test_objects_are_named_by_their_digest(store: BaseArtifactStore, tree: Path)
             assert entry.digest is not None
             assert sha256(store._read_bytes(object_path(entry.digest))) == entry.digest
     assert sha256(store._read_bytes(object_path(dref.digest))) == dref.digest  # the tree manifest
-    assert store._read_bytes(STORE_JSON).startswith(b"{") and b"scalable.store/2" in store._read_bytes(STORE_JSON)
+    assert store._read_bytes(STORE_JSON).startswith(b"{") and b"scalable.store/3" in store._read_bytes(STORE_JSON)
 
 
 def test_same_content_is_stored_once_across_keys_and_versions(store: BaseArtifactStore, tmp_path: Path) -> None:
@@ -711,6 +715,98 @@ def test_delete_hides_history_and_numbers_keep_growing(store: BaseArtifactStore)
     assert [r.version for r in store.versions("k")] == [4]
 
 
+def what_readers_see(store: BaseArtifactStore, key: str) -> dict[str, object]:
+    """Every reader's answer about ``key``: exists, list, iter_refs, info, versions, iter_versions, old reads."""
+    seen: dict[str, object] = {
+        "exists": store.exists(key),
+        "listed": key in store.list_artifacts(),
+        "iter_refs": [r.version for r in store.iter_refs() if r.key == key],
+        "iter_versions": [r.version for r in store.iter_versions() if r.key == key],
+    }
+    try:
+        seen["info"] = store.info(key).version
+    except ArtifactNotFoundError:
+        seen["info"] = None
+    try:
+        seen["versions"] = [r.version for r in store.versions(key)]
+    except ArtifactNotFoundError:
+        seen["versions"] = None
+    try:
+        seen["version 1"] = store.get_bytes(key, version=1)
+    except ArtifactNotFoundError:
+        seen["version 1"] = None
+    return seen
+
+
+def assert_readers_agree(store: BaseArtifactStore, key: str, history: list[int] | None) -> None:
+    """All readers say ``key`` has ``history`` (oldest first), or (``None``) that it does not exist."""
+    seen = what_readers_see(store, key)
+    if history is None:
+        expected: dict[str, object] = {
+            "exists": False, "listed": False, "iter_refs": [], "iter_versions": [],
+            "info": None, "versions": None, "version 1": None,
+        }  # fmt: skip
+    else:
+        expected = {
+            "exists": True, "listed": True, "iter_refs": [history[-1]], "iter_versions": history,
+            "info": history[-1], "versions": history, "version 1": seen["version 1"] if 1 in history else None,
+        }  # fmt: skip
+        assert (seen["version 1"] is not None) == (1 in history)
+    assert seen == expected
+
+
+@pytest.mark.parametrize("killed", ["before the tombstone", "after the tombstone", "after the head went"])
+@pytest.mark.parametrize("then", ["delete", "put"])
+def test_a_killed_delete_reads_the_same_everywhere_and_the_next_write_repairs_it(
+    store: BaseArtifactStore, monkeypatch: pytest.MonkeyPatch, killed: str, then: str
+) -> None:
+    store.put_bytes(b"a", "k")
+    store.put_bytes(b"b", "k")
+    store.put_bytes(b"other", "k2")
+    with monkeypatch.context() as m:
+        real_create, real_remove = store._create_exclusive, store._remove
+        if killed == "before the tombstone":
+
+            def create(data: bytes, rel: str) -> bool:
+                if rel.startswith(VERSIONS + "/"):
+                    raise Crash()
+                return real_create(data, rel)
+
+            m.setattr(store, "_create_exclusive", create)
+        elif killed == "after the tombstone":
+
+            def remove(rel: str, *, recursive: bool = False) -> None:
+                if rel.startswith(REFS + "/"):
+                    raise Crash()
+                real_remove(rel, recursive=recursive)
+
+            m.setattr(store, "_remove", remove)
+        else:
+            m.setattr(store, "_republish_after", lambda *a: (_ for _ in ()).throw(Crash()))
+        m.setattr(store, "_remove_quietly", lambda *a, **k: None)  # a dead process cleans nothing
+        with pytest.raises(Crash):
+            store.delete("k")
+    deleted = killed == "after the head went"  # the head's removal is the delete's commit point
+    assert_readers_agree(store, "k", None if deleted else [1, 2])
+    assert_readers_agree(store, "k2", [1])
+    if then == "delete":
+        if deleted:
+            with pytest.raises(ArtifactNotFoundError, match="no artifact at key 'k'"):
+                store.delete("k")
+        else:
+            store.delete("k")
+        assert_readers_agree(store, "k", None)
+        ref = store.put_bytes(b"c", "k")
+        assert_readers_agree(store, "k", [ref.version])
+    else:
+        ref = store.put_bytes(b"c", "k")
+        # A tombstone on record ends the history before it: the put comes after the delete.
+        assert_readers_agree(store, "k", [1, 2, 3] if killed == "before the tombstone" else [ref.version])
+        assert ref.version == (3 if killed == "before the tombstone" else 4)
+    assert store.get_bytes("k") == b"c"
+    assert_readers_agree(store, "k2", [1])
+
+
 def test_keep_versions_limits_history(store_factory, backend: str, tmp_path: Path) -> None:
     store = store_factory()
     store.keep_versions = 2
@@ -828,3 +924,133 @@ def test_an_old_layout_store_is_refused_then_migrated_without_loss(store: BaseAr
     assert again.converted == [] and len(again.already) == 4
     assert store.put_bytes(b"new", "files/hello.txt").version == 2
     assert store.gc(grace=0).objects == []  # the migrated objects are all named by versions
+
+
+# ---------------------------------------------------------------- layout 2 (version records not escaped)
+
+FIXTURE_V2 = Path(__file__).parent / "fixtures" / "store_v2"
+V2_KEYS = ["blob.bin", "dirs/packed", "dirs/unpacked", "files/hello.txt", "gone/1", "history/k"]
+
+
+def copy_v2_fixture_into(store: BaseArtifactStore) -> None:
+    """Write the files of the layout-2 store made by ``tests/fixtures/make_store_v2.py`` into ``store``."""
+    for path in sorted(FIXTURE_V2.rglob("*")):
+        if path.is_file():
+            store._write_bytes(path.read_bytes(), path.relative_to(FIXTURE_V2).as_posix())
+
+
+def assert_reads_the_v2_fixture(store: BaseArtifactStore, tmp_path: Path) -> None:
+    """Everything the layout-2 fixture holds, read through the public API."""
+    assert store.list_artifacts() == V2_KEYS
+    assert store.get_bytes("files/hello.txt") == b"hello, world\n"
+    assert store.info("files/hello.txt").metadata == {"n": 1}
+    assert store.get_bytes("blob.bin") == b"\x00\x01blob"
+    assert [r.version for r in store.versions("history/k")] == [1, 2]
+    assert store.get_bytes("history/k", version=1) == b"first\n"
+    assert store.get_bytes("history/k") == b"second\n" and store.info("history/k", version=2).metadata == {"note": "v2"}
+    assert not store.exists("gone")
+    with pytest.raises(ArtifactNotFoundError, match="no artifact at key 'gone'"):
+        store.versions("gone")
+    assert store.get_bytes("gone/1") == b"under a deleted key\n"
+    assert [r.version for r in store.versions("gone/1")] == [1]
+    for key in ("dirs/packed", "dirs/unpacked"):
+        assert store.verify(key).digest == "sha256:2bd82a9bcf2b741218111e630a19bfdf3caf3e6ee0bbc9e012a8c762a667fe84"
+        out = store.get(key, tmp_path / f"{uuid.uuid4().hex}", overwrite=True)
+        assert (out / "a.txt").read_bytes() == b"alpha\n" and (out / "sub" / "b.txt").read_bytes() == b"beta\n"
+        assert (out / "empty").is_dir()
+    assert [(r.key, r.version) for r in store.iter_versions()] == [
+        (k, n) for k in V2_KEYS for n in ([1, 2] if k == "history/k" else [1])
+    ]
+
+
+def test_a_layout_2_store_is_read_as_it_is_refused_for_writes_then_migrated(
+    store: BaseArtifactStore, tmp_path: Path
+) -> None:
+    from scalable import StoreLayoutError
+
+    copy_v2_fixture_into(store)
+    assert_reads_the_v2_fixture(store, tmp_path)
+    reader = pickle.loads(pickle.dumps(store))  # a reader that saw layout 2 and keeps reading
+    before = {name: store._read_bytes(f".scalable/{name}") for name in store._list_files(".scalable")}
+    for write in (
+        lambda: store.put_bytes(b"new", "new"),
+        lambda: store.put_bytes(b"third\n", "history/k"),
+        lambda: store.delete("history/k"),
+        lambda: store.restore("history/k", version=1),
+        lambda: store.gc(grace=0),
+    ):
+        with pytest.raises(StoreLayoutError, match=r"layout scalable.store/2 .*scalable migrate"):
+            write()
+    assert {name: store._read_bytes(f".scalable/{name}") for name in store._list_files(".scalable")} == before
+
+    report = store.migrate()
+    assert report.layout_from == "scalable.store/2" and report.records_moved == 8
+    assert report.converted == sorted([*V2_KEYS, "gone"])  # gone: its tombstone
+    assert json.loads(store._read_bytes(STORE_JSON))["format"] == "scalable.store/3"
+    names = store._list_files(VERSIONS)
+    assert names and all("/.scalable/" in f"/{name}" for name in names)  # no layout-2 name is left
+    assert_reads_the_v2_fixture(store, tmp_path)
+    assert_reads_the_v2_fixture(reader, tmp_path)  # it notices the records moved
+    again = store.migrate()
+    assert again.converted == [] and again.records_moved == 0 and again.already == V2_KEYS
+    assert again.summary().startswith("nothing to convert: the store is in layout scalable.store/3 (6 artifacts)")
+
+    assert store.gc(grace=0).objects == [object_path(sha256(b"deleted\n"))]  # only the deleted key's bytes
+    assert store.put_bytes(b"third\n", "history/k").version == 3
+    assert [r.version for r in store.versions("history/k")] == [1, 2, 3]
+    store.delete("gone/1")
+    assert store.put_bytes(b"a key again", "gone").version == 3  # after its tombstone 2
+    assert store.list_artifacts() == sorted({*V2_KEYS, "gone"} - {"gone/1"})
+
+
+def test_a_killed_layout_2_migration_reads_correctly_at_every_step_and_resumes(
+    store_factory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    step = 0
+    while True:  # kill the migration at its first write, then its second, ... until it completes
+        store = store_factory()
+        copy_v2_fixture_into(store)
+        store.max_concurrency = 1  # one write at a time: the kill lands between two of them
+        done = 0
+        with monkeypatch.context() as m:
+            for name in ("_write_bytes", "_create_exclusive", "_remove"):
+                real = getattr(store, name)
+
+                def killing(*args: object, _real: object = real, _step: int = step, **kwargs: object) -> object:
+                    nonlocal done
+                    if done == _step:
+                        raise Crash()
+                    done += 1
+                    return _real(*args, **kwargs)  # type: ignore[operator]
+
+                m.setattr(store, name, killing)
+            try:
+                store.migrate()
+                finished = True
+            except Crash:
+                finished = False
+        fresh = pickle.loads(pickle.dumps(store))
+        fresh._records_layout_seen = None
+        assert_reads_the_v2_fixture(fresh, tmp_path)  # at every step, as if nothing happened
+        fresh.migrate()
+        assert_reads_the_v2_fixture(fresh, tmp_path)
+        assert all("/.scalable/" in f"/{name}" for name in fresh._list_files(VERSIONS))
+        assert fresh.put_bytes(b"third\n", "history/k").version == 3
+        if finished:
+            break
+        step += 1
+    assert step >= 10  # two writes of store.json, eight records moved, their old names removed
+
+
+def test_a_layout_2_key_with_the_reserved_segment_stops_the_migration_before_it_changes_anything(
+    store: BaseArtifactStore, tmp_path: Path
+) -> None:
+    from scalable import StoreLayoutError
+
+    copy_v2_fixture_into(store)
+    record = store._read_bytes(".scalable/versions/blob.bin/1")  # any layout-2 record will do as the key's
+    store._write_bytes(record, ".scalable/versions/x/.scalable/1")  # what layout 2 wrote for a key 'x/.scalable'
+    before = {name: store._read_bytes(f".scalable/{name}") for name in store._list_files(".scalable")}
+    with pytest.raises(StoreLayoutError, match=r"versions/x/.scalable/1 belongs to a key with a '.scalable' segment"):
+        store.migrate()
+    assert {name: store._read_bytes(f".scalable/{name}") for name in store._list_files(".scalable")} == before

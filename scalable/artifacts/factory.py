@@ -160,9 +160,9 @@ def build_artifact_store(uri: str | os.PathLike[str], **storage_options: Any) ->
     store_class: type[FsspecArtifactStore] = FsspecArtifactStore
     if protocol in BUILTIN_STORES:
         store_class = _load(BUILTIN_STORES[protocol])
-        for option in getattr(store_class, "store_options", ()):  # e.g. part_size for S3
-            if option in storage_options:
-                store_kwargs[option] = storage_options.pop(option)
+    for option in getattr(store_class, "store_options", ()):  # deadlines; part_size for S3
+        if option in storage_options:
+            store_kwargs[option] = storage_options.pop(option)
     return store_class(text, storage_options=storage_options, **store_kwargs)
 
 

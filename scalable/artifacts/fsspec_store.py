@@ -30,35 +30,38 @@ from fsspec.callbacks import Callback
 from fsspec.spec import AbstractBufferedFile, AbstractFileSystem
 
 from scalable.artifacts.digests import DigestCache
+from scalable.artifacts.driver_retries import driver_retries_kept, single_attempt_driver, single_attempt_options
 from scalable.artifacts.layout import TMP
 from scalable.artifacts.primitives import ObjectStat
-from scalable.artifacts.retry import DEFAULT_POLICY, RetryPolicy, http_status, is_transient, retry_call
-from scalable.artifacts.store import BaseArtifactStore
-from scalable.artifacts.uris import redact_uri, split_protocol
-from scalable.errors import (
-    AccessDeniedError,
-    BucketNotFoundError,
-    ScalableError,
-    StoreUnavailableError,
-    UnsupportedURIError,
+from scalable.artifacts.retry import (
+    DEFAULT_POLICY,
+    NATIVE_POLICY,
+    Deadlines,
+    RetryPolicy,
+    http_status,
+    is_transient,
+    resolve_deadlines,
+    retry_call,
+    should_retry,
 )
+from scalable.artifacts.store import BaseArtifactStore
+from scalable.artifacts.transport_errors import (
+    INVALID_REQUEST,
+    NO_CREDENTIALS,
+    access_denied,
+    bad_bucket_name,
+    bucket_not_found,
+    safe_reason,
+    service_name,
+    unavailable,
+)
+from scalable.artifacts.uris import redact_uri, split_protocol
+from scalable.errors import AccessDeniedError, ScalableError, UnsupportedURIError
 
 T = TypeVar("T")
 
 #: Filesystems whose uploads appear whole or not at all, and can be discarded mid-way.
 ATOMIC_UPLOAD_PROTOCOLS = frozenset({"s3", "s3a", "gs", "gcs", "az", "abfs", "abfss"})
-
-_SERVICE_NAMES = {"s3": "AWS S3", "s3a": "AWS S3", "gs": "Google Cloud Storage", "gcs": "Google Cloud Storage"}
-_CREATE_HINT = {
-    "s3": "create it with `aws s3 mb s3://{bucket}` (or your provider's console)",
-    "gs": "create it with `gcloud storage buckets create gs://{bucket}`",
-    "az": "create it with `az storage container create --name {bucket}`",
-}
-
-
-def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}"[:300]
 
 
 class _AttemptProgress(Callback):
@@ -79,40 +82,20 @@ class _AttemptProgress(Callback):
             self._sent = 0
 
 
-#: Drivers' "no usable credentials" errors (botocore, google-auth): not a ``PermissionError``, same remedy.
-_NO_CREDENTIALS = frozenset({"NoCredentialsError", "PartialCredentialsError", "DefaultCredentialsError"})
-#: Drivers' "this request cannot be sent" errors: a bucket name the service would never accept.
-_INVALID_REQUEST = frozenset({"ParamValidationError", "InvalidBucketName"})
-
-
-def _safe_reason(exc: BaseException, options: dict[str, Any]) -> str:
-    """The first line of a driver's error, left out if it repeats a storage option's value (a secret)."""
-    text = (str(exc).strip().splitlines() or [""])[0][:200]
-    values = [v for v in _strings(options) if len(v) >= 4]
-    if any(v in text for v in values):
-        return type(exc).__name__
-    return f"{type(exc).__name__}: {text}"
-
-
-def _strings(value: Any) -> Iterator[str]:
-    if isinstance(value, str):
-        yield value
-    elif isinstance(value, dict):
-        for v in value.values():
-            yield from _strings(v)
-    elif isinstance(value, (list, tuple)):
-        for v in value:
-            yield from _strings(v)
-
-
 class FsspecArtifactStore(BaseArtifactStore):
     """Artifacts under ``uri`` (``s3://bucket/prefix``, ``gs://...``, ``az://...``, ``memory://...``).
 
     ``storage_options`` go to the fsspec filesystem as they are (``endpoint_url``, keys,
     ``client_kwargs``, ...). Pass ``fs`` to reuse a filesystem you already built.
     ``create=True`` creates a missing bucket or container instead of raising
-    ``BucketNotFoundError``; ``retry_policy`` bounds the retries of transient failures.
+    ``BucketNotFoundError``; ``retry_policy`` bounds the retries of transient failures and
+    ``deadlines`` their time. For S3, GCS and Azure filesystems it builds itself, the store
+    turns the driver's own retries to one attempt and gives it timeouts from ``deadlines``
+    (:mod:`scalable.artifacts.driver_retries`), so its retries are the only ones.
     """
+
+    #: Options of this store (not of the filesystem) that ``build_artifact_store`` accepts.
+    store_options: tuple[str, ...] = ("deadlines",)
 
     def __init__(
         self,
@@ -123,8 +106,9 @@ class FsspecArtifactStore(BaseArtifactStore):
         max_concurrency: int | None = None,
         digest_cache: DigestCache | None = None,
         create: bool = False,
-        retry_policy: RetryPolicy = DEFAULT_POLICY,
+        retry_policy: RetryPolicy | None = None,
         keep_versions: int | None = None,
+        deadlines: Deadlines | dict[str, float] | None = None,
     ) -> None:
         protocol, rest = split_protocol(uri)
         self.protocol = protocol or "file"
@@ -137,25 +121,40 @@ class FsspecArtifactStore(BaseArtifactStore):
             )
         options = {"use_listings_cache": False, **(storage_options or {})}
         self.storage_options = options
+        self.deadlines = resolve_deadlines(deadlines)
+        #: The driver's retries are turned off, so this store's are the only ones (S3, GCS, Azure).
+        self._single_layer = fs is None and self.protocol in ATOMIC_UPLOAD_PROTOCOLS
         try:
+            if fs is None and self._single_layer:
+                fs = fsspec.filesystem(self.protocol, **single_attempt_options(self.protocol, options, self.deadlines))
+                single_attempt_driver(fs, self.protocol, options, self.deadlines)
             self.fs: AbstractFileSystem = fs if fs is not None else fsspec.filesystem(self.protocol, **options)
             self.root_path = self.fs._strip_protocol(uri).rstrip("/")
         except (ValueError, TypeError, KeyError, OSError) as exc:  # adlfs without an account, zip:// of no file...
             raise UnsupportedURIError(
                 f"cannot set up the {self.protocol}:// filesystem for {redact_uri(uri)!r}: "
-                f"{_safe_reason(exc, options)}; check the URI and its storage options (account, credentials, "
+                f"{safe_reason(exc, [options])}; check the URI and its storage options (account, credentials, "
                 "endpoint)"
             ) from None
         protocols = {self.fs.protocol} if isinstance(self.fs.protocol, str) else set(self.fs.protocol)
         self._direct_writes = bool(protocols & ATOMIC_UPLOAD_PROTOCOLS)
         self.create = create
-        self.retry_policy = retry_policy
+        # With the driver's retries off, this layer retries failures to connect too (a restarting server);
+        # with the driver's own (a filesystem given as fs=, or retries the user set), it leaves those to it.
+        only_layer = self._single_layer and not driver_retries_kept(self.protocol, options)
+        self.retry_policy = retry_policy or (NATIVE_POLICY if only_layer else DEFAULT_POLICY)
+        self._transient: Callable[[BaseException], bool] = is_transient if only_layer else should_retry
         self._root_checked = not self._direct_writes  # only object stores have buckets to check
         #: Extra keyword arguments of ``cat_file``/``cat`` (a subclass may ask for one request per read).
         self._read_options: dict[str, Any] = {}
         super().__init__(
             redact_uri(uri), max_concurrency=max_concurrency, digest_cache=digest_cache, keep_versions=keep_versions
         )
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        if self._single_layer:  # an unpickled filesystem is built anew, with the driver's retries on again
+            single_attempt_driver(self.fs, self.protocol, self.storage_options, self.deadlines)
 
     # ------------------------------------------------------------------ errors
     @property
@@ -178,12 +177,15 @@ class FsspecArtifactStore(BaseArtifactStore):
                 return f"https://{parts['AccountName']}.blob.core.windows.net"
         if options.get("account_name"):
             return f"https://{options['account_name']}.blob.core.windows.net"
-        return _SERVICE_NAMES.get(self.protocol, f"{self.protocol}://")
+        return service_name(self.protocol)
 
     @property
     def bucket(self) -> str:
         """The bucket (or container) the store's root is in."""
         return self.root_path.split("/", 1)[0]
+
+    def _reason(self, exc: BaseException) -> str:
+        return safe_reason(exc, [self.storage_options])
 
     def _translate(self, what: str, fn: Callable[[], T]) -> T:
         """Run ``fn``; turn access and connection failures into ``ScalableError`` subclasses."""
@@ -195,47 +197,41 @@ class FsspecArtifactStore(BaseArtifactStore):
             raise self._access_denied(what, exc) from None
         except Exception as exc:
             status = http_status(exc)
-            if status in (401, 403) or type(exc).__name__ in _NO_CREDENTIALS:
+            if status in (401, 403) or type(exc).__name__ in NO_CREDENTIALS:
                 raise self._access_denied(what, exc) from None
-            if type(exc).__name__ in _INVALID_REQUEST:
-                raise UnsupportedURIError(
-                    f"cannot {what} in {self.uri}: {self.endpoint} cannot be asked ({_one_line(exc)}); "
-                    "check the bucket name in the URI"
-                ) from None
+            if type(exc).__name__ in INVALID_REQUEST:
+                raise bad_bucket_name(self.endpoint, what, self.uri, self._reason(exc)) from None
             if is_transient(exc):
-                raise StoreUnavailableError(
-                    f"cannot {what} in {self.uri}: {self.endpoint} did not answer, after retries "
-                    f"({_one_line(exc)}); check that the service is running and reachable from this "
-                    "machine, then retry"
-                ) from None
+                deadline = self.deadlines.operation if self._single_layer else None
+                raise unavailable(self.endpoint, what, self.uri, self._reason(exc), deadline=deadline) from None
             raise
 
     def _access_denied(self, what: str, exc: BaseException) -> AccessDeniedError:
-        return AccessDeniedError(
-            f"{self.endpoint} refused to {what} in {self.uri} ({_one_line(exc)}): check the credentials "
-            "(storage options or the environment) and that they may read and write this bucket"
-        )
+        return access_denied(self.endpoint, what, self.uri, self._reason(exc))
 
     def _call(self, what: str, fn: Callable[[], T]) -> T:
         """One request (or a few): bucket checked once, transient failures retried, errors translated."""
         self._ensure_root()
-        return self._translate(what, lambda: retry_call(fn, policy=self.retry_policy, what=f"{what} {self.uri}"))
+        return self._translate(what, lambda: self._retry(what, fn))
+
+    def _retry(self, what: str, fn: Callable[[], T]) -> T:
+        return retry_call(
+            fn,
+            policy=self.retry_policy,
+            what=f"{what} {self.uri}",
+            transient=self._transient,
+            deadline=self.deadlines.operation,
+        )
 
     def _ensure_root(self) -> None:
         if self._root_checked:
             return
         bucket = self.bucket
         try:
-            self._translate(
-                "check the bucket", lambda: retry_call(lambda: self.fs.info(bucket), policy=self.retry_policy)
-            )
+            self._translate("check the bucket", lambda: self._retry("check the bucket", lambda: self.fs.info(bucket)))
         except FileNotFoundError:
             if not self.create:
-                hint = _CREATE_HINT.get(self.protocol, _CREATE_HINT.get(self.protocol[:2], "create it first"))
-                raise BucketNotFoundError(
-                    f"bucket {bucket!r} of {self.uri} does not exist at {self.endpoint}: "
-                    f"{hint.format(bucket=bucket)}, or pass create=True to build_artifact_store"
-                ) from None
+                raise bucket_not_found(bucket, self.uri, self.endpoint, self.protocol) from None
             self._translate("create the bucket", lambda: self.fs.mkdir(bucket))
         self._root_checked = True
 
@@ -348,13 +344,30 @@ class FsspecArtifactStore(BaseArtifactStore):
         for path, info in found.items():
             p = self.fs._strip_protocol(path)
             if p.startswith(base + "/") and info.get("type", "file") == "file":
-                out[p[cut:]] = ObjectStat(int(info.get("size") or 0), _mtime_of(info))
+                tag = info.get("ETag") or info.get("etag") or info.get("generation")
+                out[p[cut:]] = ObjectStat(
+                    int(info.get("size") or 0), _mtime_of(info), None if tag is None else str(tag)
+                )
         return out
 
     def _copy_within(self, src: str, dst: str) -> None:
         s, d = self._full(src), self._full(dst)
         self._call("copy", lambda: self.fs.copy(s, d))
         self._invalidate(d)
+
+    def _server_copy_from(self, other: BaseArtifactStore, src_rel: str, dst_rel: str) -> bool:
+        """Copy ``src_rel`` of ``other`` to ``dst_rel`` here inside the service, if both share one filesystem.
+
+        fsspec hands out one filesystem instance per protocol and options, so stores on the
+        same service with the same credentials share it and its server-side ``copy``.
+        ``False``: nothing was done, the caller moves the bytes.
+        """
+        if not isinstance(other, FsspecArtifactStore) or other.fs is not self.fs or self.protocol == "file":
+            return False
+        s, d = other._full(src_rel), self._full(dst_rel)
+        self._call("copy", lambda: self.fs.copy(s, d))
+        self._invalidate(d)
+        return True
 
     def _open_read(self, rel: str) -> BinaryIO:
         full = self._full(rel)

@@ -39,7 +39,8 @@ from scalable.artifacts.layout import (
     TMP,
     VERSIONS,
     object_path,
-    version_numbers,
+    parse_version_name,
+    version_path,
 )
 from scalable.errors import IntegrityError
 
@@ -111,6 +112,7 @@ def collect_garbage(
     now = datetime.now(timezone.utc)
     cutoff = now - timedelta(seconds=max(0.0, float(grace)))
     report = GcReport(dry_run=dry_run)
+    store._require_current_layout()  # records of another layout would not be seen: they must be migrated
 
     listed = store._list_stats(SHA256_OBJECTS)  # listed first: anything newer is not a candidate
     report.scanned_objects = len(listed)
@@ -183,18 +185,18 @@ def _mark(store: BaseArtifactStore, report: GcReport, dry_run: bool, verify: boo
     from scalable.artifacts.store import Layout, RefRecord, Tombstone
 
     rels = [f"{REFS}/{name}" for name in store._list_files(REFS)]
-    by_key: dict[str, list[str]] = {}
+    keys: dict[str, str] = {}  # record -> its key
     for name in store._list_files(VERSIONS):
-        key, _, number = name.rpartition("/")
-        by_key.setdefault(key, []).append(number)
-    for key, numbers in by_key.items():
-        rels.extend(f"{VERSIONS}/{key}/{n}" for n in version_numbers(numbers))
+        parsed = parse_version_name(name)
+        if parsed is not None:
+            keys[version_path(*parsed)] = parsed[0]
+    rels.extend(sorted(keys))
     marked = _Marked(set(), {}, {})
     trees: dict[str, str] = {}  # tree digest -> a key naming it (for messages)
     for chunk in _chunks(rels, 1000):
         found = store._read_many(chunk)
         for rel, data in found.items():
-            key = rel[len(REFS) + 1 :] if rel.startswith(REFS + "/") else rel[len(VERSIONS) + 1 :].rpartition("/")[0]
+            key = rel[len(REFS) + 1 :] if rel.startswith(REFS + "/") else keys[rel]
             record = RefRecord.from_bytes(data, key, store.uri)  # a damaged record stops gc: it names unknowns
             if isinstance(record, Tombstone):
                 continue

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from scalable.errors import InvalidKeyError
 
-#: The first segment a key may not use: the store keeps its records under it.
+#: The segment no key may use: the store keeps its records under it (``.scalable/`` at the root,
+#: and ``.scalable/versions/<key>/.scalable/<N>`` below each key's folder of records).
 RESERVED_SEGMENT = ".scalable"
 
 #: S3 and GCS cap object names at 1024 bytes; the store adds a prefix of its own.
@@ -40,7 +41,7 @@ def validate_key(key: str) -> str:
 
     A key is a relative POSIX path: non-empty segments of at most 255 bytes separated by
     ``/``, none of them ``.`` or ``..``, no backslashes, no control characters, not
-    absolute, at most 900 bytes in all, and not under the reserved ``.scalable/`` folder.
+    absolute, at most 900 bytes in all, and no segment ``.scalable`` (reserved for the store's records).
     The same rules hold on every backend, so a key valid on S3 is valid on a local disk.
     """
     if not isinstance(key, str):
@@ -67,6 +68,12 @@ def validate_key(key: str) -> str:
             )
     if segments[0] == RESERVED_SEGMENT:
         raise _reject(key, f"'{RESERVED_SEGMENT}/' is reserved for the store's own records")
+    if RESERVED_SEGMENT in segments:
+        raise _reject(
+            key,
+            f"the segment '{RESERVED_SEGMENT}' is reserved for the store's own records (in any position); "
+            "rename that segment, for example to '_scalable'",
+        )
     try:
         key.encode("utf-8")
     except UnicodeEncodeError:

@@ -12,8 +12,9 @@ Transfers:
   with ``part_concurrency`` parts in flight: at most ``(part_concurrency + 1) * part_size``
   bytes in memory per file. A failed or interrupted upload is aborted (obstore aborts the
   multipart upload when its input fails), so nothing becomes visible or lingers.
-* a large get fetches ``part_size`` ranges, ``part_concurrency`` in flight, writes each at its
-  offset and hashes them in order: at most ``2 * part_concurrency`` parts in memory.
+* a large get fetches ``range_size`` (8 MiB) ranges, ``range_concurrency`` (16) in flight,
+  writes each at its offset as it arrives and hashes them in order: at most
+  ``range_concurrency + 4`` ranges (160 MiB by default) in memory per file.
 * a directory's files move ``max_concurrency`` (64) at a time.
 * S3 uploads carry ``x-amz-checksum-sha256``, which the server verifies.
 
@@ -44,22 +45,24 @@ from scalable.artifacts.digests import DigestCache, format_digest
 from scalable.artifacts.obstore_options import NO_RETRIES, NativeConfig, azure_config, client_options, s3_config
 from scalable.artifacts.primitives import IncompleteUpload, ObjectStat
 from scalable.artifacts.retry import (
-    DEFAULT_DEADLINES,
     NATIVE_POLICY,
     Deadlines,
     RetryPolicy,
     is_connection_error,
+    resolve_deadlines,
     retry_call,
 )
 from scalable.artifacts.store import BaseArtifactStore, _source_changed
-from scalable.artifacts.uris import redact_uri, split_protocol
-from scalable.errors import (
-    AccessDeniedError,
-    BucketNotFoundError,
-    ScalableError,
-    StoreUnavailableError,
-    UnsupportedURIError,
+from scalable.artifacts.transport_errors import (
+    NO_BUCKET_CODES,
+    access_denied,
+    bad_bucket_name,
+    bucket_not_found,
+    safe_reason,
+    unavailable,
 )
+from scalable.artifacts.uris import redact_uri, split_protocol
+from scalable.errors import BucketNotFoundError, ScalableError, UnsupportedURIError
 
 T = TypeVar("T")
 MiB = 1024 * 1024
@@ -70,7 +73,6 @@ NATIVE_SCHEMES = {"s3": "s3", "s3a": "s3", "az": "azure", "abfs": "azure", "abfs
 #: What S3 and Azure accept in a bucket or container name (the services are stricter; this catches typos).
 _BUCKET_NAME = re.compile(r"^[a-zA-Z0-9.\-_]{1,255}$")
 _STATUS = re.compile(r"status code: (\d{3})")
-_QUERY = re.compile(r"\?\S*")
 _TRANSIENT_TEXT = (
     "error sending request",
     "connection refused",
@@ -88,11 +90,6 @@ _TRANSIENT_TEXT = (
     "unexpected eof",
     "error reading a body",
 )
-_NO_BUCKET_CODES = ("NoSuchBucket", "ContainerNotFound")
-_HINT = {
-    "s3": "create it with `aws s3 mb s3://{bucket}` (or your provider's console)",
-    "azure": "create it with `az storage container create --name {bucket}`",
-}
 
 
 def _status(exc: BaseException) -> int | None:
@@ -262,11 +259,21 @@ class ObstoreArtifactStore(BaseArtifactStore):
 
     default_max_concurrency = 64
     #: Options of this store (not of the service) that ``build_artifact_store`` accepts.
-    store_options = ("part_size", "multipart_threshold", "part_concurrency", "deadlines")
+    store_options = (
+        "part_size",
+        "multipart_threshold",
+        "part_concurrency",
+        "range_size",
+        "range_concurrency",
+        "deadlines",
+    )
 
     multipart_threshold = 32 * MiB
     part_size = 16 * MiB
     part_concurrency = 8
+    #: Large gets: smaller ranges than parts, more of them in flight (measured: bench/bench_object_stores.py).
+    range_size = 8 * MiB
+    range_concurrency = 16
 
     def __init__(
         self,
@@ -281,6 +288,9 @@ class ObstoreArtifactStore(BaseArtifactStore):
         part_size: int | None = None,
         multipart_threshold: int | None = None,
         part_concurrency: int | None = None,
+        keep_versions: int | None = None,
+        range_size: int | None = None,
+        range_concurrency: int | None = None,
     ) -> None:
         protocol, rest = split_protocol(uri)
         if protocol not in NATIVE_SCHEMES:
@@ -299,19 +309,23 @@ class ObstoreArtifactStore(BaseArtifactStore):
         self.bucket = bucket
         self.prefix = prefix.strip("/")
         self.storage_options = dict(storage_options or {})
-        if isinstance(deadlines, dict):
-            deadlines = Deadlines(**deadlines)
-        self.deadlines = deadlines or DEFAULT_DEADLINES
+        self.deadlines = resolve_deadlines(deadlines)
         self.retry_policy = retry_policy
         self.create = create
         if part_size is not None:
             if part_size < 5 * MiB:
-                raise ValueError("part_size must be at least 5 MiB (5242880 bytes), S3's smallest part")
+                raise UnsupportedURIError("part_size must be at least 5 MiB (5242880 bytes), S3's smallest part")
             self.part_size = part_size
         if multipart_threshold is not None:
             self.multipart_threshold = max(1, multipart_threshold)
         if part_concurrency is not None:
             self.part_concurrency = max(1, part_concurrency)
+        if range_size is not None:
+            if range_size < MiB:
+                raise UnsupportedURIError("range_size must be at least 1 MiB (1048576 bytes): give a larger range_size")
+            self.range_size = range_size
+        if range_concurrency is not None:
+            self.range_concurrency = max(1, range_concurrency)
         self.native: NativeConfig = (
             s3_config(bucket, self.storage_options, protocol)
             if NATIVE_SCHEMES[protocol] == "s3"
@@ -319,7 +333,9 @@ class ObstoreArtifactStore(BaseArtifactStore):
         )
         self._build_clients()
         self._root_checked = False
-        super().__init__(redact_uri(uri), max_concurrency=max_concurrency, digest_cache=digest_cache)
+        super().__init__(
+            redact_uri(uri), max_concurrency=max_concurrency, digest_cache=digest_cache, keep_versions=keep_versions
+        )
 
     def _build_clients(self) -> None:
         from obstore.store import AzureStore, S3Store
@@ -330,6 +346,8 @@ class ObstoreArtifactStore(BaseArtifactStore):
             or os.environ.get("AWS_ENDPOINT_URL_S3")
             or os.environ.get("AWS_ENDPOINT_URL")
         )
+        self._endpoint_url = endpoint
+        self._root: Any = None
         prefix = self.prefix or None
         self._uploads: Any = None
         if self.native.service == "s3":  # gc lists and aborts unfinished multipart uploads through botocore
@@ -361,6 +379,7 @@ class ObstoreArtifactStore(BaseArtifactStore):
         state = super().__getstate__()
         state.pop("_meta", None)
         state.pop("_data", None)
+        state.pop("_root", None)
         state.pop("_uploads", None)
         return state
 
@@ -376,47 +395,28 @@ class ObstoreArtifactStore(BaseArtifactStore):
 
     def _safe_reason(self, exc: BaseException) -> str:
         """The first line of obstore's error without query strings, or only its type if it repeats a secret."""
-        text = (str(exc).strip().splitlines() or [""])[0]
-        text = _QUERY.sub("?…", text)[:240]
-        secrets = [str(v) for v in _values(self.storage_options) if len(str(v)) >= 4]
-        secrets += [str(v) for k, v in self.native.config.items() if k not in ("bucket", "container_name", "endpoint")]
-        if any(s and s in text for s in secrets if len(s) >= 4 and s not in ("True", "sha256")):
-            return type(exc).__name__
-        return f"{type(exc).__name__}: {text}"
+        config = {k: v for k, v in self.native.config.items() if k not in ("bucket", "container_name", "endpoint")}
+        return safe_reason(exc, [self.storage_options, config])
 
     def _translate(self, what: str, exc: BaseException) -> BaseException:
         if isinstance(exc, (ScalableError, IsADirectoryError, NotADirectoryError)):
             return exc
         text = str(exc)
-        if any(code in text for code in _NO_BUCKET_CODES):
+        if any(code in text for code in NO_BUCKET_CODES):
             return self._no_bucket()
         if isinstance(exc, FileNotFoundError):
             return exc
         status = _status(exc)
         if isinstance(exc, (PermissionDeniedError, UnauthenticatedError, PermissionError)) or status in (401, 403):
-            return AccessDeniedError(
-                f"{self.endpoint} refused to {what} in {self.uri} ({self._safe_reason(exc)}): check the credentials "
-                "(storage options or the environment) and that they may read and write this bucket"
-            )
+            return access_denied(self.endpoint, what, self.uri, self._safe_reason(exc))
         if is_transient_native(exc):
-            return StoreUnavailableError(
-                f"cannot {what} in {self.uri}: {self.endpoint} did not answer within the deadline "
-                f"({self.deadlines.operation:g} s, after retries; {self._safe_reason(exc)}); check that the service "
-                "is running and reachable from this machine, then retry"
-            )
+            return unavailable(self.endpoint, what, self.uri, self._safe_reason(exc), deadline=self.deadlines.operation)
         if status == 400 and "bucket" in text.lower():
-            return UnsupportedURIError(
-                f"cannot {what} in {self.uri}: {self.endpoint} refused the request ({self._safe_reason(exc)}); "
-                "check the bucket name in the URI"
-            )
+            return bad_bucket_name(self.endpoint, what, self.uri, self._safe_reason(exc), refused=True)
         return exc
 
     def _no_bucket(self) -> BucketNotFoundError:
-        hint = _HINT[self.native.service].format(bucket=self.bucket)
-        return BucketNotFoundError(
-            f"bucket {self.bucket!r} of {self.uri} does not exist at {self.endpoint}: {hint}, "
-            "or pass create=True to build_artifact_store"
-        )
+        return bucket_not_found(self.bucket, self.uri, self.endpoint, self.protocol)
 
     def _call(self, what: str, fn: Callable[[], T]) -> T:
         """One operation: bucket checked once, transient failures retried until the deadline, errors translated."""
@@ -533,7 +533,9 @@ class ObstoreArtifactStore(BaseArtifactStore):
                     path = meta["path"]
                     if base and not path.startswith(base + "/"):
                         continue  # "a/bc" under prefix "a/b"
-                    out[path[cut:]] = ObjectStat(size=int(meta["size"]), mtime=meta["last_modified"])
+                    out[path[cut:]] = ObjectStat(
+                        size=int(meta["size"]), mtime=meta["last_modified"], etag=meta.get("e_tag")
+                    )
             return out
 
         try:
@@ -578,6 +580,30 @@ class ObstoreArtifactStore(BaseArtifactStore):
     def _copy_within(self, src: str, dst: str) -> None:
         """A server-side copy (S3 CopyObject, Azure Copy Blob): no bytes pass through this machine."""
         self._call("copy", lambda: obstore.copy(self._meta, src, dst, overwrite=True))
+
+    def _server_copy_from(self, other: BaseArtifactStore, src_rel: str, dst_rel: str) -> bool:
+        """Copy ``src_rel`` of ``other`` to ``dst_rel`` here inside the service (S3 CopyObject, Azure Copy Blob).
+
+        Only when both stores are in one bucket (container) of one endpoint and account;
+        otherwise nothing is done and ``False`` is returned, and the caller moves the bytes.
+        """
+        if not isinstance(other, ObstoreArtifactStore):
+            return False
+        mine = (self.native.service, self.bucket, self._endpoint_url, self.native.config)
+        if (other.native.service, other.bucket, other._endpoint_url, other.native.config) != mine:
+            return False
+        if self._root is None:
+            cls: Any = type(self._data)
+            self._root = cls(
+                prefix=None,
+                config=self.native.config,
+                client_options=client_options(self._endpoint_url, self.deadlines, transfer=True),
+                retry_config=NO_RETRIES,
+            )
+        src = f"{other.prefix}/{src_rel}" if other.prefix else src_rel
+        dst = f"{self.prefix}/{dst_rel}" if self.prefix else dst_rel
+        self._call("copy", lambda: obstore.copy(self._root, src, dst, overwrite=True))
+        return True
 
     def _list_incomplete_uploads(self, rel_dir: str) -> list[IncompleteUpload]:
         """S3: unfinished multipart uploads under ``rel_dir`` (botocore); Azure: none listed (blocks expire)."""
@@ -698,13 +724,14 @@ class ObstoreArtifactStore(BaseArtifactStore):
         if int(meta["size"]) != size:
             # Not the size its ref records: fetch it whole so the digest covers what is there.
             return self._get_small(rel, dest, callback)
-        starts = list(range(0, size, self.part_size))
+        step = self.range_size
+        starts = list(range(0, size, step))
         h = hashlib.sha256()
         fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
         moved = 0
 
         def fetch(start: int) -> Any:
-            n = min(self.part_size, size - start)
+            n = min(step, size - start)
             data = obstore.get_range(self._data, rel, start=start, length=n)
             if len(data) != n:
                 raise ConnectionResetError(f"range {start}+{n} of {rel} ended after {len(data)} bytes")
@@ -715,10 +742,10 @@ class ObstoreArtifactStore(BaseArtifactStore):
                 view, offset = view[written:], offset + written
             return data
 
-        window = 2 * self.part_concurrency
+        window = self.range_concurrency + 4  # in flight, plus a few done out of order
         try:
             with concurrent.futures.ThreadPoolExecutor(
-                max_workers=self.part_concurrency, thread_name_prefix="scalable-obstore-get"
+                max_workers=self.range_concurrency, thread_name_prefix="scalable-obstore-get"
             ) as pool:
                 pending: list[concurrent.futures.Future[Any]] = []
                 submitted = 0
@@ -748,17 +775,6 @@ class ObstoreArtifactStore(BaseArtifactStore):
             return [fn(item) for item in items]
         with concurrent.futures.ThreadPoolExecutor(max_workers=min(self.max_concurrency, len(items))) as pool:
             return list(pool.map(fn, items))
-
-
-def _values(value: Any) -> Iterator[Any]:
-    if isinstance(value, dict):
-        for v in value.values():
-            yield from _values(v)
-    elif isinstance(value, (list, tuple)):
-        for v in value:
-            yield from _values(v)
-    elif isinstance(value, str):
-        yield value
 
 
 __all__ = ["NATIVE_SCHEMES", "ObstoreArtifactStore", "is_transient_native"]

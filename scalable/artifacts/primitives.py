@@ -42,6 +42,8 @@ class ObjectStat:
 
     size: int
     mtime: datetime
+    #: The service's entity tag or generation, where its listing gives one (it changes on every write).
+    etag: str | None = None
 
 
 @dataclass(frozen=True)

@@ -14,11 +14,14 @@ from __future__ import annotations
 import asyncio
 import errno
 import logging
+import os
 import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
+
+from scalable.errors import UnsupportedURIError
 
 log = logging.getLogger("scalable.artifacts")
 
@@ -190,6 +193,51 @@ class Deadlines:
 
 DEFAULT_DEADLINES = Deadlines()
 
+DEADLINES_ENV = "SCALABLE_DEADLINES"
+
+
+def deadlines_from_env() -> Deadlines:
+    """``SCALABLE_DEADLINES`` (``request=5,stall=20,operation=15``; any subset) over the defaults."""
+    text = os.environ.get(DEADLINES_ENV, "").strip()
+    if not text:
+        return DEFAULT_DEADLINES
+    values: dict[str, float] = {}
+    try:
+        for item in filter(None, (part.strip() for part in text.replace(";", ",").split(","))):
+            name, sep, value = item.partition("=")
+            if not sep or name.strip() not in ("request", "stall", "operation"):
+                raise ValueError(item)
+            values[name.strip()] = float(value)
+        return Deadlines(**{**_as_dict(DEFAULT_DEADLINES), **values})
+    except (ValueError, TypeError):
+        raise UnsupportedURIError(
+            f"{DEADLINES_ENV}={text!r} is not a list of deadlines: write e.g. request=5,stall=20,operation=15 "
+            "(seconds, each positive; any of the three)"
+        ) from None
+
+
+def _as_dict(deadlines: Deadlines) -> dict[str, float]:
+    return {"request": deadlines.request, "stall": deadlines.stall, "operation": deadlines.operation}
+
+
+def resolve_deadlines(deadlines: Deadlines | dict[str, float] | None) -> Deadlines:
+    """A store's deadlines: as given (a ``Deadlines`` or a dict of some of its fields), else the environment's."""
+    if deadlines is None:
+        return deadlines_from_env()
+    if isinstance(deadlines, Deadlines):
+        return deadlines
+    if isinstance(deadlines, dict):
+        unknown = set(deadlines) - {"request", "stall", "operation"}
+        if unknown:
+            raise UnsupportedURIError(
+                f"deadlines has no {', '.join(sorted(unknown))}: give request, stall and/or operation (seconds)"
+            )
+        try:
+            return Deadlines(**{**_as_dict(deadlines_from_env()), **{k: float(v) for k, v in deadlines.items()}})
+        except (ValueError, TypeError) as exc:
+            raise UnsupportedURIError(f"deadlines {deadlines!r}: {exc}") from None
+    raise UnsupportedURIError(f"deadlines must be a Deadlines or a dict of seconds, not {type(deadlines).__name__}")
+
 
 def retry_call(
     fn: Callable[[], T],
@@ -222,15 +270,18 @@ def retry_call(
 
 
 __all__ = [
+    "DEADLINES_ENV",
     "DEFAULT_DEADLINES",
     "DEFAULT_POLICY",
     "NATIVE_POLICY",
     "Deadlines",
     "RetryPolicy",
+    "deadlines_from_env",
     "http_status",
     "is_connect_failure",
     "is_connection_error",
     "is_transient",
+    "resolve_deadlines",
     "retry_call",
     "should_retry",
 ]

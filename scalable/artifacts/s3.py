@@ -26,6 +26,7 @@ import inspect
 import logging
 import os
 import threading
+import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from datetime import datetime, timezone
 from pathlib import Path
@@ -39,7 +40,7 @@ from scalable.artifacts.digests import DigestCache, SourceFile, digest_bytes, fo
 from scalable.artifacts.fsspec_store import FsspecArtifactStore
 from scalable.artifacts.layout import object_path
 from scalable.artifacts.primitives import IncompleteUpload
-from scalable.artifacts.retry import DEFAULT_POLICY, RetryPolicy, http_status, should_retry
+from scalable.artifacts.retry import Deadlines, RetryPolicy, http_status
 from scalable.artifacts.store import _source_changed
 
 log = logging.getLogger("scalable.artifacts")
@@ -112,7 +113,7 @@ class S3ArtifactStore(FsspecArtifactStore):
     """
 
     #: Options of this store (not of s3fs) that ``build_artifact_store`` accepts.
-    store_options = ("part_size", "multipart_threshold")
+    store_options = ("part_size", "multipart_threshold", "deadlines")
 
     multipart_threshold = 16 * MiB
     part_size = 16 * MiB
@@ -126,10 +127,11 @@ class S3ArtifactStore(FsspecArtifactStore):
         max_concurrency: int | None = None,
         digest_cache: DigestCache | None = None,
         create: bool = False,
-        retry_policy: RetryPolicy = DEFAULT_POLICY,
+        retry_policy: RetryPolicy | None = None,
         part_size: int | None = None,
         multipart_threshold: int | None = None,
         keep_versions: int | None = None,
+        deadlines: Deadlines | dict[str, float] | None = None,
     ) -> None:
         super().__init__(
             uri,
@@ -140,6 +142,7 @@ class S3ArtifactStore(FsspecArtifactStore):
             create=create,
             retry_policy=retry_policy,
             keep_versions=keep_versions,
+            deadlines=deadlines,
         )
         if part_size is not None:
             if part_size < MIN_PART_SIZE:
@@ -178,13 +181,18 @@ class S3ArtifactStore(FsspecArtifactStore):
     async def _retrying(self, what: str, attempt: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
         """``retry_call`` for requests made concurrently on the event loop."""
         policy = self.retry_policy
+        first_failure: float | None = None
         for n in range(policy.attempts):
+            started = time.monotonic()
             try:
                 return await attempt()
             except Exception as exc:
-                if n == policy.attempts - 1 or not should_retry(exc):
+                if n == policy.attempts - 1 or not self._transient(exc):
                     raise
                 wait = policy.delay(n)
+                first_failure = started if first_failure is None else first_failure
+                if time.monotonic() + wait - first_failure > self.deadlines.operation:
+                    raise
                 log.info("%s failed (%s); retry %d of %d in %.2fs", what, exc, n + 1, policy.attempts - 1, wait)
                 await asyncio.sleep(wait)
         raise AssertionError("unreachable")

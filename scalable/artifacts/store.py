@@ -54,11 +54,13 @@ from scalable.artifacts.layout import (
     REFS,
     SHA256_OBJECTS,
     STORE_FORMAT,
+    STORE_FORMAT_V2,
     STORE_JSON,
     TMP,
     VERSIONS,
     object_path,
     pack_path,
+    parse_version_name,
     ref_path,
     version_numbers,
     version_path,
@@ -269,6 +271,7 @@ class BaseArtifactStore(ABC):
             raise ValueError(f"keep_versions must be at least 1 (or None to keep all), got {keep_versions}")
         self.keep_versions = keep_versions
         self._layout_checked = False
+        self._records_layout_seen: int | None = None  # 3, or 2 for a store not migrated yet (read as it is)
 
     # ------------------------------------------------------------------ primitives
     @abstractmethod
@@ -642,18 +645,19 @@ class BaseArtifactStore(ABC):
         prefix = validate_prefix(prefix)
         folder = prefix.rpartition("/")[0]
         rel_dir = f"{VERSIONS}/{folder}" if folder else VERSIONS
-        numbers: dict[str, list[str]] = {}
+        layout = self._records_layout()
+        numbers: dict[str, list[int]] = {}
         for name in self._list_files(rel_dir):
-            rel_key, _, number = name.rpartition("/")
-            key = f"{folder}/{rel_key}" if folder and rel_key else rel_key
-            if key and key.startswith(prefix):
-                numbers.setdefault(key, []).append(number)
+            parsed = parse_version_name(f"{folder}/{name}" if folder else name, layout)
+            if parsed is not None and parsed[0].startswith(prefix):
+                numbers.setdefault(parsed[0], []).append(parsed[1])
         keys = sorted(numbers)
         for start in range(0, len(keys), 200):
-            batch = {k: version_numbers(numbers[k]) for k in keys[start : start + 200]}
-            found = self._read_many([version_path(k, n) for k, ns in batch.items() for n in ns])
+            batch = {k: sorted(numbers[k]) for k in keys[start : start + 200]}
+            heads = [ref_path(k) for k in batch]
+            found = self._read_many(heads + [version_path(k, n, layout) for k, ns in batch.items() for n in ns])
             for k, ns in batch.items():
-                yield from (rec.ref for rec in self._retained(k, ns, found))
+                yield from (rec.ref for rec in self._history(k, ns, found, layout))
 
     def versions(self, key: str) -> list[ArtifactRef]:
         """Every retained version of ``key``, oldest first (``ArtifactNotFoundError`` if it has none)."""
@@ -681,15 +685,31 @@ class BaseArtifactStore(ABC):
 
         A tombstone version record keeps the numbers growing if the key is put again.
         """
-        self._require_record(key)
-        key = validate_key(key)
+        head = self._require_record(key)
+        key = head.ref.key
         self._prepare_write()
         numbers = self._version_numbers(key)
-        tomb = self._create_next(key, (numbers[-1] if numbers else 0) + 1, lambda n: Tombstone(key, n).to_bytes())
+        start = max(numbers[-1] if numbers else 0, head.version) + 1
+        tomb = self._create_next(key, start, lambda n: Tombstone(key, n).to_bytes())
+        # The commit point: readers take the head as the truth (a history ends at its head),
+        # so until it goes the key reads as before, whole, and after it as deleted everywhere.
         self._remove(ref_path(key))
+        self._republish_after(key, tomb)
         for n in numbers:
             if n < tomb:
                 self._remove_quietly(version_path(key, n))
+
+    def _republish_after(self, key: str, tomb: int) -> None:
+        """A put that committed after the tombstone ``tomb`` but published its head before the delete removed it."""
+        numbers = self._version_numbers(key)
+        if not numbers or numbers[-1] <= tomb:
+            return
+        try:
+            newer = RefRecord.from_bytes(self._read_bytes(version_path(key, numbers[-1])), key, self._uri)
+        except FileNotFoundError:
+            return
+        if isinstance(newer, RefRecord):
+            self._publish_head(newer)
 
     def verify(self, key: str, *, version: VersionSpec = None, verified: set[str] | None = None) -> ArtifactRef:
         """Re-read and re-hash every stored byte of ``key``; return its ref or raise ``IntegrityError``.
@@ -756,35 +776,61 @@ class BaseArtifactStore(ABC):
     # ------------------------------------------------------------------ layout
     def _prepare_write(self) -> None:
         """Before the first write: record the layout (``store.json``), or refuse a store in another layout."""
-        if self._layout_checked:
-            return
-        try:
-            data: bytes | None = self._read_bytes(STORE_JSON)
-        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
-            data = None
+        if not self._layout_checked:
+            self._require_current_layout(create=True)
+
+    def _require_current_layout(self, *, create: bool = False) -> None:
+        """Refuse (``StoreLayoutError``) a store whose records are not in this layout; ``create``: record it."""
+        data = self._read_store_json()
         if data is None:
             if self._has_children(REFS):
                 raise StoreLayoutError(
                     f"the store at {self._uri} holds artifacts in the layout before content-addressed objects "
                     f"and cannot be written until it is converted: {migrate_hint(self._uri)}"
                 )
-            doc = {"format": STORE_FORMAT, "created_at": datetime.now(timezone.utc).isoformat()}
-            if not self._create_exclusive(_json_bytes(doc), STORE_JSON):
-                data = self._read_bytes(STORE_JSON)
-        if data is not None:
-            self._check_store_json(data)
-        self._layout_checked = True
+            if create:
+                doc = {"format": STORE_FORMAT, "created_at": datetime.now(timezone.utc).isoformat()}
+                if not self._create_exclusive(_json_bytes(doc), STORE_JSON):
+                    data = self._read_bytes(STORE_JSON)
+        if data is not None and self._check_store_json(data) != 3:
+            raise StoreLayoutError(
+                f"the store at {self._uri} is in layout {STORE_FORMAT_V2} (version records at "
+                f"{VERSIONS}/<key>/<N>, where a key's records and a key below it can collide): it is read as it "
+                f"is, but cannot be written until it is converted: {migrate_hint(self._uri)}"
+            )
+        self._records_layout_seen = 3
+        self._layout_checked = create or self._layout_checked
 
-    def _check_store_json(self, data: bytes) -> None:
+    def _read_store_json(self) -> bytes | None:
+        try:
+            return self._read_bytes(STORE_JSON)
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            return None
+
+    def _check_store_json(self, data: bytes) -> int:
+        """The layout ``store.json`` records: 3, or 2 (read as it is); ``StoreLayoutError`` for any other."""
         try:
             fmt = json.loads(data).get("format")
         except (ValueError, AttributeError):
             fmt = None
-        if fmt != STORE_FORMAT:
-            raise StoreLayoutError(
-                f"the store at {self._uri} records layout {fmt!r} in {STORE_JSON}, which this version of scalable "
-                f"does not know ({STORE_FORMAT}); use the scalable release that wrote it"
-            )
+        if fmt == STORE_FORMAT:
+            return 3
+        if fmt == STORE_FORMAT_V2:
+            return 2
+        raise StoreLayoutError(
+            f"the store at {self._uri} records layout {fmt!r} in {STORE_JSON}, which this version of scalable "
+            f"does not know ({STORE_FORMAT}); use the scalable release that wrote it"
+        )
+
+    def _records_layout(self, *, refresh: bool = False) -> int:
+        """Where this store keeps its version records: 3, or 2 until it is migrated (read once, then remembered).
+
+        A store without ``store.json`` has no version records yet (or is of layout 1): 3.
+        """
+        if self._records_layout_seen is None or refresh:
+            data = self._read_store_json()
+            self._records_layout_seen = 3 if data is None else self._check_store_json(data)
+        return self._records_layout_seen
 
     # ------------------------------------------------------------------ records
     def _read_head(self, key: str) -> RefRecord | None:
@@ -806,19 +852,42 @@ class BaseArtifactStore(ABC):
             )
         return record
 
-    def _version_numbers(self, key: str) -> list[int]:
-        return version_numbers(self._list_files(versions_dir(key)))
+    def _version_numbers(self, key: str, layout: int = 3) -> list[int]:
+        return version_numbers(self._list_files(versions_dir(key, layout)))
 
     def _version_records(self, key: str) -> list[RefRecord]:
-        """The retained versions of ``key`` after its last tombstone, oldest first."""
-        numbers = self._version_numbers(key)
-        return self._retained(key, numbers, self._read_many([version_path(key, n) for n in numbers]))
+        """The history of ``key`` as its head defines it (see :meth:`_history`), oldest first."""
+        layout = self._records_layout()
+        numbers = self._version_numbers(key, layout)
+        rels = [ref_path(key)] + [version_path(key, n, layout) for n in numbers]
+        found = self._read_many(rels)
+        stale = layout == 2 and ref_path(key) in found and (not numbers or len(found) < len(rels))
+        if stale and self._records_layout(refresh=True) != layout:
+            return self._version_records(key)  # the records moved: a migration to layout 3 finished meanwhile
+        return self._history(key, numbers, found, layout)
 
-    def _retained(self, key: str, numbers: Sequence[int], found: dict[str, bytes]) -> list[RefRecord]:
+    def _history(self, key: str, numbers: Sequence[int], found: dict[str, bytes], layout: int = 3) -> list[RefRecord]:
+        """The retained versions of ``key`` up to its head, after the last tombstone before it.
+
+        The head is the truth for every reader: no head, no history (a delete removes the head
+        as its commit point); records past the head (a commit in flight, or one killed before
+        it published its head, or a delete's tombstone written before it removed the head)
+        are not part of the history yet. ``found`` holds the head and the records' bytes.
+        """
+        data = found.get(ref_path(key))
+        head = RefRecord.from_bytes(data, key, self._uri) if data is not None else None
+        if not isinstance(head, RefRecord):
+            return []
+        out = self._retained(key, [n for n in numbers if n <= head.version], found, layout)
+        if not out or out[-1].version < head.version:  # published after the records were listed
+            out.append(head)
+        return out
+
+    def _retained(self, key: str, numbers: Sequence[int], found: dict[str, bytes], layout: int = 3) -> list[RefRecord]:
         """The records of versions ``numbers`` of ``key`` (read into ``found``) after its last tombstone."""
         out: list[RefRecord] = []
         for n in numbers:
-            data = found.get(version_path(key, n))
+            data = found.get(version_path(key, n, layout))
             if data is None:  # dropped by retention since it was listed
                 continue
             rec = RefRecord.from_bytes(data, key, self._uri)

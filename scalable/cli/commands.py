@@ -37,6 +37,7 @@ COMMAND_MODULES = (
     "scalable.cli.lineage_cmds",
     "scalable.cli.manifest_cmds",
     "scalable.cli.report_cmds",
+    "scalable.cli.sync_cmds",
     "scalable.cli.cache_cmds",
     "scalable.cli.mirror_cmds",
 )
@@ -70,7 +71,7 @@ COMMAND_INDEX: dict[str, tuple[str, str]] = {
     ),
     "migrate": (
         "scalable.cli.object_cmds",
-        "Convert a store written in the layout before content-addressed objects, in place (resumable).",
+        "Convert a store written in an older layout (1 or 2) to the current one, in place (resumable).",
     ),
     "find": (
         "scalable.cli.catalog_cmds",
@@ -92,6 +93,14 @@ COMMAND_INDEX: dict[str, tuple[str, str]] = {
     "report": (
         "scalable.cli.report_cmds",
         "Write one self-contained HTML report of a run (timeline, cache hit rate, artifacts) and print its path.",
+    ),
+    "cp": (
+        "scalable.cli.sync_cmds",
+        "Copy the artifact SRC#KEY to the store DST, moving only the objects DST lacks (by digest).",
+    ),
+    "sync": (
+        "scalable.cli.sync_cmds",
+        "Make the artifacts of DST match those of SRC, moving only the objects DST lacks (by digest).",
     ),
     "runs": ("scalable.cli.catalog_cmds", "The runs in the catalog: list them, show one."),
     "cache": ("scalable.cli.cache_cmds", "Inspect, clear or prune the local tier of the function cache."),

@@ -109,7 +109,7 @@ def gc(
 
 
 def migrate(uri: StoreArg) -> None:
-    """Convert a store written in the layout before content-addressed objects, in place (resumable)."""
+    """Convert a store written in an older layout (1 or 2) to the current one, in place (resumable)."""
     from scalable.cli.locate import open_store
 
     out = Output()

@@ -296,3 +296,64 @@ def packed_put_child(conn: Connection, uri: str, options: dict[str, Any], src: s
     conn.send("go")
     ref = store.put(src, key, pack=True)
     conn.send(("done", ref.digest))
+
+
+# ---------------------------------------------------------------------- object layer: streaming readers
+def version_bytes(writer: int, seq: int) -> bytes:
+    """The bytes writer ``writer`` commits in its ``seq``-th overwrite: a header naming them, then 1-3 MiB."""
+    rng = random.Random(f"overwrite:{writer}:{seq}")
+    head = json.dumps({"writer": writer, "seq": seq}).encode()
+    return head + b"\n" + rng.randbytes(rng.randrange(1, 3 * 1024 * 1024))
+
+
+def overwrite_worker(
+    uri: str, options: dict[str, Any], writer: int, seconds: float, key: str, start_at: float, result: str
+) -> None:
+    """Overwrite ``key`` with :func:`version_bytes` for ``seconds``, keeping 2 versions (gc reclaims the rest)."""
+    store = build_artifact_store(uri, keep_versions=2, **options)
+    _wait_until(start_at)
+    failures: list[str] = []
+    seq = 0
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        try:
+            store.put_bytes(version_bytes(writer, seq), key)
+        except Exception as exc:
+            failures.append(f"writer {writer} put {seq}: {type(exc).__name__}: {exc}"[:300])
+        seq += 1
+    Path(result).write_text(json.dumps({"failures": failures, "ops": seq}))
+
+
+def stream_reader_worker(
+    uri: str, options: dict[str, Any], reader: int, seconds: float, key: str, start_at: float, result: str
+) -> None:
+    """Stream ``key`` with ``open()`` in small reads for ``seconds``; each read must be one whole version."""
+    rng = random.Random(f"reader:{reader}")
+    store = build_artifact_store(uri, **options)
+    _wait_until(start_at)
+    failures: list[str] = []
+    reads = overlapped = 0
+    seen: set[tuple[int, int]] = set()
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        try:
+            before = store.info(key).version
+            chunks = []
+            with store.open(key) as f:
+                while chunk := f.read(rng.choice((4096, 65536, 262144))):
+                    chunks.append(chunk)
+                    time.sleep(0.002)  # a slow consumer: overwrites land while it streams
+            data = b"".join(chunks)
+            after = store.info(key).version
+            head, _, _ = data.partition(b"\n")
+            doc = json.loads(head)
+            if data != version_bytes(doc["writer"], doc["seq"]):
+                failures.append(f"reader {reader}: bytes of no one version ({len(data)} bytes, head {head[:60]!r})")
+            seen.add((doc["writer"], doc["seq"]))
+            overlapped += after != before
+        except Exception as exc:
+            failures.append(f"reader {reader}: {type(exc).__name__}: {exc}"[:300])
+        reads += 1
+    Path(result).write_text(
+        json.dumps({"failures": failures, "reads": reads, "overlapped": overlapped, "versions": len(seen)})
+    )

@@ -6,11 +6,15 @@
   than a put: 0 refs to missing objects, 0 bad reads.
 * SIGKILLs during a file put, a directory put and a packed put, then one gc (grace 0):
   0 unfinished multipart uploads and 0 orphaned bytes left; every committed version whole.
-* SIGKILLs during gc, restore, delete and migrate: every committed version stays readable.
+* SIGKILLs during gc, restore, delete and migrate (of layout 1 and of layout 2): every committed
+  version stays readable.
+* 2 processes stream the key with ``open()`` while 4 processes overwrite it keeping 2 versions
+  and gc reclaims the rest (fast: 6 s, stress: 30 s): 0 errors, each read one whole version.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
@@ -31,6 +35,12 @@ from tests.reliability.test_crashes import SEED, _store_location, run_and_kill
 
 KEY = "shared/key"
 FIXTURE_V1 = Path(__file__).parent.parent / "fixtures" / "store_v1"
+FIXTURE_V2 = Path(__file__).parent.parent / "fixtures" / "store_v2"
+#: The digests of the two versions of ``history/k`` in the layout-2 fixture.
+V2_HISTORY = [
+    "sha256:" + hashlib.sha256(b"first\n").hexdigest(),
+    "sha256:" + hashlib.sha256(b"second\n").hexdigest(),
+]
 
 
 def _check_all_versions(store: Any) -> list[str]:
@@ -238,18 +248,76 @@ def test_killed_gc_restore_delete_and_migrate_keep_every_committed_version(
                 if got[: len(digests)] != digests:
                     problems.append(f"trial {trial} {what} ({outcome}): history of {key} changed")
             problems += [f"trial {trial} {what} ({outcome}): {p}" for p in _check_all_versions(fresh)]
-        # migrate: the old layout's fixture, killed at a random moment, then resumed
-        muri, moptions = _store_location(request, backend, tmp_path / f"m{trial}")
-        mstore = build_artifact_store(muri, **moptions)
-        for path in sorted(FIXTURE_V1.rglob("*")):
-            if path.is_file():
-                mstore._write_bytes(path.read_bytes(), path.relative_to(FIXTURE_V1).as_posix())
-        outcome, _ = run_and_kill(_workers.migrate_child, (muri, moptions), rng.uniform(0, 0.2))
-        resumed = build_artifact_store(muri, **moptions)
-        resumed.migrate()
-        if resumed.get_bytes("files/hello.txt") != b"hello, world\n":
-            problems.append(f"trial {trial}: migration ({outcome}) then resume lost files/hello.txt")
-        problems += [f"trial {trial} migrate ({outcome}): {p}" for p in _check_all_versions(resumed)]
-        shutil.rmtree(tmp_path / f"m{trial}", ignore_errors=True)
-    tally.add(f"crash: {backend} gc/restore/delete/migrate", trials=4 * n, failures=len(problems))
+        # migrate: the fixtures of layouts 1 and 2, killed at a random moment, read, then resumed
+        for fixture in (FIXTURE_V1, FIXTURE_V2):
+            muri, moptions = _store_location(request, backend, tmp_path / f"m{trial}-{fixture.name}")
+            mstore = build_artifact_store(muri, **moptions)
+            for path in sorted(fixture.rglob("*")):
+                if path.is_file():
+                    mstore._write_bytes(path.read_bytes(), path.relative_to(fixture).as_posix())
+            outcome, _ = run_and_kill(_workers.migrate_child, (muri, moptions), rng.uniform(0, 0.2))
+            what = f"trial {trial} migrate {fixture.name} ({outcome})"
+            if fixture is FIXTURE_V2:  # a layout-2 store reads whole at every step of its migration
+                killed = build_artifact_store(muri, **moptions)
+                if [r.digest for r in killed.versions("history/k")] != V2_HISTORY:
+                    problems.append(f"{what}: the history of history/k changed")
+                problems += [f"{what}, before resuming: {p}" for p in _check_all_versions(killed)]
+            resumed = build_artifact_store(muri, **moptions)
+            resumed.migrate()
+            if resumed.get_bytes("files/hello.txt") != b"hello, world\n":
+                problems.append(f"{what}: then resume lost files/hello.txt")
+            if fixture is FIXTURE_V2 and [r.digest for r in resumed.versions("history/k")] != V2_HISTORY:
+                problems.append(f"{what}: resumed, the history of history/k changed")
+            problems += [f"{what}: {p}" for p in _check_all_versions(resumed)]
+            shutil.rmtree(tmp_path / f"m{trial}-{fixture.name}", ignore_errors=True)
+    tally.add(f"crash: {backend} gc/restore/delete/migrate", trials=5 * n, failures=len(problems))
     assert not problems, "\n".join(problems[:20])
+
+
+@pytest.mark.parametrize("backend", ["local", "s3"])
+def test_two_reader_processes_streaming_while_four_writer_processes_overwrite_read_whole_versions(
+    request: pytest.FixtureRequest, backend: str, tmp_path: Path, tally: Tally
+) -> None:
+    """2 processes stream the key with ``open()`` while 4 others overwrite it: 0 errors, each read one version."""
+    uri, options = _store_location(request, backend, tmp_path)
+    key = "streamed/key"
+    build_artifact_store(uri, **options).put_bytes(_workers.version_bytes(99, 0), key)
+    seconds = float(trials(6, 30))
+    ctx = _workers.context()
+    start_at = time.time() + 1.0
+    writers = [tmp_path / f"writer-{w}.json" for w in range(4)]
+    readers = [tmp_path / f"reader-{r}.json" for r in range(2)]
+    procs = [
+        ctx.Process(target=_workers.overwrite_worker, args=(uri, options, w, seconds, key, start_at, str(res)))
+        for w, res in enumerate(writers)
+    ] + [
+        ctx.Process(target=_workers.stream_reader_worker, args=(uri, options, r, seconds, key, start_at, str(res)))
+        for r, res in enumerate(readers)
+    ]
+    for p in procs:
+        p.start()
+    store = build_artifact_store(uri, **options)
+    reclaimed = 0
+    deadline = start_at + seconds
+    while time.time() < deadline:  # the bytes of versions past retention go while readers stream them
+        reclaimed += len(store.gc(grace=2.0).objects)  # a grace longer than any one read here
+        time.sleep(0.5)
+    for p in procs:
+        p.join(seconds + 300)
+    assert [p.exitcode for p in procs] == [0] * 6
+    problems: list[str] = []
+    puts = sum(json.loads(w.read_text())["ops"] for w in writers)
+    reads = overlapped = versions = 0
+    for path in writers + readers:
+        doc = json.loads(path.read_text())
+        problems += doc["failures"]
+        reads += doc.get("reads", 0)
+        overlapped += doc.get("overlapped", 0)
+        versions += doc.get("versions", 0)
+    tally.add(f"readers: {backend} 2 streaming readers, 4 writers", trials=reads + puts, failures=len(problems))
+    print(
+        f"streaming {backend}: {reads} reads ({overlapped} during an overwrite, {versions} versions), {puts} puts, "
+        f"{reclaimed} objects reclaimed by gc meanwhile"
+    )
+    assert not problems, "\n".join(problems[:20])
+    assert reads >= 2 and puts >= 4 and overlapped >= 1  # the overwrites really landed during reads
