@@ -430,7 +430,7 @@ def bench_peers(kind: str, server: Any, bucket: str, work: Path, files: int, siz
     if not small.exists():
         make_small_tree(small, files, 4096)
     names = {
-        "s3": ["scalable native", "scalable fsspec", "obstore bare", "s5cmd", "s3fs"],
+        "s3": ["scalable native", "scalable fsspec", "obstore bare", "obstore hashed", "s5cmd", "s3fs"],
         "azure": ["scalable native", "scalable fsspec", "obstore bare"],
         "gcs": ["scalable fsspec"],
     }[kind]

