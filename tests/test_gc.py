@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fsspec.callbacks import Callback
 
 from scalable import IntegrityError, build_artifact_store
 from scalable.artifacts.digests import digest_bytes
@@ -243,3 +244,50 @@ def test_cli_gc_verify_reports_damage_and_exits_1(
     assert main(["gc", str(root), "--verify", "--json"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["damaged"] == {} and doc["verified_objects"] == 1
+
+
+# ---------------------------------------------------------------- directory re-puts
+
+
+class _Bytes(Callback):
+    def __init__(self) -> None:
+        super().__init__()
+        self.moved = 0
+
+    def relative_update(self, inc: int = 1) -> None:
+        self.moved += inc
+
+
+def test_a_directory_re_put_checks_only_the_files_its_latest_version_lacks(
+    vstore: BaseArtifactStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = vstore
+    src = tmp_path / "tree"
+    for i in range(300):
+        sub = src / f"d{i % 10}"
+        sub.mkdir(parents=True, exist_ok=True)
+        (sub / f"f{i:03d}").write_bytes(os.urandom(512))
+    store.put(src, "t")
+    store.put_bytes((src / "d0" / "f000").read_bytes() + b"!", "elsewhere")  # held under another key
+    changed = sorted(src.rglob("f*"))[:30]
+    for f in changed[1:]:
+        f.write_bytes(os.urandom(512))
+    changed[0].write_bytes((src / "d0" / "f000").read_bytes() + b"!")
+    heads: list[str] = []
+    listed: list[str] = []
+    head, list_files = store._head, store._list_files
+    monkeypatch.setattr(store, "_head", lambda rel: heads.append(rel) or head(rel))
+    monkeypatch.setattr(store, "_list_files", lambda rel: listed.append(rel) or list_files(rel))
+    sent = _Bytes()
+
+    ref = store.put(src, "t", callback=sent, mode="copy")  # local "auto" clones each file: one stat per file
+
+    assert sent.moved == 29 * 512  # the content held under another key moved no byte
+    object_heads = [rel for rel in heads if rel.startswith(SHA256_OBJECTS + "/")]
+    assert len(object_heads) <= 30 + 1  # the 30 files the previous version lacks, and the new manifest
+    assert not [rel for rel in listed if rel.startswith(SHA256_OBJECTS)]  # no fan-out folder listed
+    monkeypatch.undo()
+    store.get("t", tmp_path / "back")
+    for f in src.rglob("f*"):
+        assert (tmp_path / "back" / f.relative_to(src)).read_bytes() == f.read_bytes()
+    assert ref.version == 2 and store.gc(grace=0, verify=True).damaged == {}

@@ -971,6 +971,8 @@ def test_a_layout_2_store_is_read_as_it_is_refused_for_writes_then_migrated(
     copy_v2_fixture_into(store)
     assert_reads_the_v2_fixture(store, tmp_path)
     reader = pickle.loads(pickle.dumps(store))  # a reader that saw layout 2 and keeps reading
+    lister = pickle.loads(pickle.dumps(store))  # another, whose next read after the migration lists every version
+    listed = [(r.key, r.version) for r in store.iter_versions()]
     before = {name: store._read_bytes(f".scalable/{name}") for name in store._list_files(".scalable")}
     for write in (
         lambda: store.put_bytes(b"new", "new"),
@@ -991,6 +993,7 @@ def test_a_layout_2_store_is_read_as_it_is_refused_for_writes_then_migrated(
     assert names and all("/.scalable/" in f"/{name}" for name in names)  # no layout-2 name is left
     assert_reads_the_v2_fixture(store, tmp_path)
     assert_reads_the_v2_fixture(reader, tmp_path)  # it notices the records moved
+    assert [(r.key, r.version) for r in lister.iter_versions()] == listed
     again = store.migrate()
     assert again.converted == [] and again.records_moved == 0 and again.already == V2_KEYS
     assert again.summary().startswith("nothing to convert: the store is in layout scalable.store/3 (6 artifacts)")
@@ -1054,3 +1057,20 @@ def test_a_layout_2_key_with_the_reserved_segment_stops_the_migration_before_it_
     with pytest.raises(StoreLayoutError, match=r"versions/x/.scalable/1 belongs to a key with a '.scalable' segment"):
         store.migrate()
     assert {name: store._read_bytes(f".scalable/{name}") for name in store._list_files(".scalable")} == before
+
+
+def test_a_layout_2_store_syncs_out_as_it_is_and_refuses_to_be_synced_into(
+    store: BaseArtifactStore, tmp_path: Path
+) -> None:
+    from scalable import StoreLayoutError, build_artifact_store
+    from scalable.artifacts.replicate import copy_artifact, sync
+
+    copy_v2_fixture_into(store)
+    out = build_artifact_store(tmp_path / "out")
+    sync(store, out, versions="all")  # type: ignore[arg-type]
+    assert_reads_the_v2_fixture(out, tmp_path)  # type: ignore[arg-type]
+    again = build_artifact_store(tmp_path / "again")
+    assert copy_artifact(store, "history/k", again, versions="all").version == 2  # type: ignore[arg-type]
+    assert [r.version for r in again.versions("history/k")] == [1, 2]  # type: ignore[attr-defined]
+    with pytest.raises(StoreLayoutError, match="scalable migrate"):
+        sync(out, store)  # type: ignore[arg-type]

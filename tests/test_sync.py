@@ -59,6 +59,8 @@ PAIRS = [
     ("azure", "local"),
     ("local", "s3-fsspec"),
     ("s3", "s3"),  # one bucket: server-side copies
+    ("azure", "azure"),
+    ("gcs", "gcs"),
 ]
 
 
@@ -84,13 +86,27 @@ def test_sync_all_versions_between_backends(
     got = dst.get("runs/tree", tmp_path / "back" / "tree")
     assert (got / "sub" / "deeper" / "c.csv").read_text() == "x,y\n1,2\n"
     assert summary.keys == 4 and summary.refs == 5 and not summary.failed
-    if source == destination == "s3":
+    if source == destination:
         assert summary.server_side == summary.objects > 0
     else:
         assert summary.server_side == 0
 
     again = sync(src, dst, versions="all")
     assert (again.refs, again.objects, again.bytes, again.skipped) == (0, 0, 0, 4)
+    assert dst.gc(grace=0).objects == []  # every copied object is named by a copied version
+
+
+def test_a_layout_2_source_syncs_into_a_layout_3_destination(request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    from tests.test_store_contract import V2_KEYS, assert_reads_the_v2_fixture, copy_v2_fixture_into
+
+    src = factory(request, "local", tmp_path)()
+    copy_v2_fixture_into(src)  # read as it is, never written
+    dst = factory(request, "s3", tmp_path)()
+    summary = sync(src, dst, versions="all")
+    assert summary.keys == len(V2_KEYS) and not summary.failed
+    assert_reads_the_v2_fixture(dst, tmp_path)
+    assert json.loads(dst._read_bytes(".scalable/store.json"))["format"] == "scalable.store/3"
+    assert [history(dst, k) for k in V2_KEYS] == [history(src, k) for k in V2_KEYS]
 
 
 def test_copy_artifact_only_moves_what_the_destination_lacks(request: pytest.FixtureRequest, tmp_path: Path) -> None:
@@ -235,6 +251,31 @@ def test_a_version_committed_without_its_head_is_published_not_copied_again(
     assert [r.version for r in dst.versions("k")] == [1] and again.objects == 0
 
 
+@pytest.mark.parametrize("keys", [3, 100])  # a look-up per key, or one listing for the batch
+def test_a_put_racing_the_sync_at_the_destination_stays_the_newest(
+    request: pytest.FixtureRequest, tmp_path: Path, keys: int
+) -> None:
+    src = factory(request, "local", tmp_path)()
+    dst = factory(request, "s3", tmp_path)()
+    for i in range(keys):
+        src.put_bytes(f"source {i}".encode(), f"k/{i:03d}")
+    write = dst._write_bytes
+    raced: list[str] = []
+
+    def racing_write(data: bytes, rel: str) -> None:
+        if rel == ".scalable/refs/k/001" and not raced:
+            raced.append(rel)
+            dst.put_bytes(b"put by someone else meanwhile", "k/001")  # version 2 and its head
+        write(data, rel)  # then the sync's head of version 1 lands on top of it
+
+    dst._write_bytes = racing_write  # type: ignore[method-assign]
+    sync(src, dst)
+    assert raced
+    assert dst.get_bytes("k/001") == b"put by someone else meanwhile"
+    assert dst.info("k/001").version == 2
+    assert dst.get_bytes("k/000") == b"source 0"
+
+
 def test_a_different_artifact_at_the_destination_is_kept_or_refused(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
@@ -278,6 +319,12 @@ def test_delete_and_dry_run(request: pytest.FixtureRequest, tmp_path: Path) -> N
     dst.delete("p/a")
     back = sync(src, dst, "p/")
     assert back.keys == 1 and [r.version for r in dst.versions("p/a")] == [3]
+
+    # A key of the destination above the new keys: they cannot nest in it, nothing is copied.
+    dst.put_bytes(b"an artifact", "taken")
+    with pytest.raises(scalable.KeyConflictError, match="'taken' is already an artifact"):
+        sync(src, dst, "p/", dst_prefix="taken/p/")
+    assert dst.list_artifacts("taken/") == []
 
     moved = sync(src, dst, "p/", dst_prefix="backup/")
     assert moved.keys == 2 and moved.objects == 0  # the objects are there already

@@ -52,9 +52,14 @@ def hash_file(path: str | os.PathLike[str], chunk_size: int = CHUNK_SIZE) -> tup
     """Read a local file once; return its ``sha256:<hex>`` digest and its size."""
     h = sha256()
     size = 0
-    buf = bytearray(chunk_size)
-    view = memoryview(buf)
     with open(path, "rb", buffering=0) as f:
+        expected = os.fstat(f.fileno()).st_size
+        if expected < chunk_size:  # a small file: one read, no 8 MiB buffer to allocate and zero
+            data = f.readall()
+            h.update(data)
+            return format_digest(h.hexdigest()), len(data)
+        buf = bytearray(chunk_size)
+        view = memoryview(buf)
         while n := f.readinto(buf):
             h.update(view[:n])
             size += n

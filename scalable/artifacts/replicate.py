@@ -43,8 +43,8 @@ from scalable.artifacts.layout import (
     SHA256_OBJECTS,
     VERSIONS,
     object_path,
+    parse_version_name,
     ref_path,
-    version_numbers,
     version_path,
 )
 from scalable.artifacts.primitives import ObjectStat
@@ -223,16 +223,16 @@ def _list_heads(store: BaseArtifactStore, prefix: str) -> dict[str, ObjectStat]:
 
 
 def _list_versions(store: BaseArtifactStore, prefix: str) -> dict[str, list[int]]:
-    """The version numbers of every key starting with ``prefix`` (one listing)."""
+    """The version numbers of every key starting with ``prefix``, ascending (one listing; layout 2 or 3)."""
     folder = prefix.rpartition("/")[0]
     rel_dir = f"{VERSIONS}/{folder}" if folder else VERSIONS
-    numbers: dict[str, list[str]] = {}
+    layout = store._records_layout()
+    numbers: dict[str, list[int]] = {}
     for name in store._list_files(rel_dir):
-        rel_key, _, number = name.rpartition("/")
-        key = f"{folder}/{rel_key}" if folder and rel_key else rel_key
-        if key and key.startswith(prefix):
-            numbers.setdefault(key, []).append(number)
-    return {k: version_numbers(v) for k, v in numbers.items()}
+        parsed = parse_version_name(f"{folder}/{name}" if folder else name, layout)
+        if parsed is not None and parsed[0].startswith(prefix):
+            numbers.setdefault(parsed[0], []).append(parsed[1])
+    return {k: sorted(v) for k, v in numbers.items()}
 
 
 def _identity(ref: ArtifactRef) -> tuple[str, str]:
@@ -291,12 +291,20 @@ class _Sync:
         return validate_key(self.dst_prefix + key[len(self.prefix) :])
 
     def records_of(
-        self, store: BaseArtifactStore, listing: dict[str, list[int]], keys: Iterable[str]
+        self, store: BaseArtifactStore, listing: dict[str, list[int]], keys: Iterable[str], *, headless: bool = False
     ) -> dict[str, list[RefRecord]]:
-        """The retained version records of ``keys`` (after their last tombstone), oldest first, in one batched read."""
+        """The history of each of ``keys``, oldest first, in one batched read.
+
+        As the store's readers see it (up to the head, after the last tombstone), or with
+        ``headless`` every record after the last tombstone, the head or not.
+        """
+        layout = store._records_layout()
         wanted = {k: listing.get(k, []) for k in keys}
-        found = store._read_many([version_path(k, n) for k, ns in wanted.items() for n in ns])
-        return {k: store._retained(k, ns, found) for k, ns in wanted.items()}
+        heads = [] if headless else [ref_path(k) for k in wanted]
+        found = store._read_many(heads + [version_path(k, n, layout) for k, ns in wanted.items() for n in ns])
+        if headless:
+            return {k: store._retained(k, ns, found, layout) for k, ns in wanted.items()}
+        return {k: store._history(k, ns, found, layout) for k, ns in wanted.items()}
 
     def heads_of(self, store: BaseArtifactStore, keys: Iterable[str]) -> dict[str, RefRecord]:
         keys = list(keys)
@@ -340,14 +348,15 @@ class _Sync:
         dst_heads = self.heads_of(self.dst, [self.dst_key_of(k) for k in keys if self.dst_key_of(k) in dst_present])
         src_all: dict[str, list[RefRecord]] = {}
         dst_all: dict[str, list[RefRecord]] = {}
+        if self.dst_versions is not None:
+            # Records without a head: a killed run committed them but not the head (or a delete's tombstone).
+            # With every version: all the records after the last tombstone, so none is copied twice.
+            dkeys = [self.dst_key_of(k) for k in keys]
+            wanted = [k for k in dkeys if k in self.dst_versions and (self.versions == "all" or k not in dst_heads)]
+            dst_all = self.records_of(self.dst, self.dst_versions, wanted, headless=True)
         if self.versions == "all":
-            assert self.src_versions is not None and self.dst_versions is not None
+            assert self.src_versions is not None
             src_all = self.records_of(self.src, self.src_versions, [k for k in keys if k in src_heads])
-            dst_all = self.records_of(self.dst, self.dst_versions, [self.dst_key_of(k) for k in keys])
-        elif self.dst_versions is not None:
-            # Versions without a head: a killed run committed them but not the head (or a delete's tombstone).
-            headless = [self.dst_key_of(k) for k in keys if self.dst_key_of(k) not in dst_heads]
-            dst_all = self.records_of(self.dst, self.dst_versions, [k for k in headless if k in self.dst_versions])
         plans: list[_Plan] = []
         for key in keys:
             head = src_heads.get(key)
@@ -672,6 +681,10 @@ def sync(
         if versions == "all":
             run.src_versions = _list_versions(src_store, prefix)
         run.dst_versions = _list_versions(dst_store, dst_prefix)  # new numbers go above tombstones
+        folder = dst_prefix.rpartition("/")[0]
+        if folder:  # an artifact above the listed folder would have the new keys nest in it
+            above = [*ancestors(folder), folder]
+            run.dst_keys.update(k for k, held in zip(above, run.map(dst_store.exists, above), strict=True) if held)
         for start in range(0, len(todo), BATCH_KEYS):
             run.run_batch(todo[start : start + BATCH_KEYS], set(dst_heads))
     if delete:
@@ -750,7 +763,7 @@ def copy_artifact(
     else:
         run.dst_keys.add(dkey)
     if versions == "all":
-        run.src_versions = {key: src_store._version_numbers(key)}
+        run.src_versions = {key: src_store._version_numbers(key, src_store._records_layout())}
     run.dst_versions = {dkey: dst_store._version_numbers(dkey)}
     run.run_batch([key], {dkey} if present else set())
     _raise_first(run.summary)

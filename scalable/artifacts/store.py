@@ -643,9 +643,18 @@ class BaseArtifactStore(ABC):
         :meth:`versions` per key would list once per key.
         """
         prefix = validate_prefix(prefix)
+        layout = self._records_layout()
+        if layout == 2:  # a store not migrated yet: if it is migrated meanwhile, read it again
+            refs = list(self._iter_versions(prefix, 2))
+            if self._records_layout(refresh=True) == 2:
+                yield from refs
+                return
+            layout = 3
+        yield from self._iter_versions(prefix, layout)
+
+    def _iter_versions(self, prefix: str, layout: int) -> Iterator[ArtifactRef]:
         folder = prefix.rpartition("/")[0]
         rel_dir = f"{VERSIONS}/{folder}" if folder else VERSIONS
-        layout = self._records_layout()
         numbers: dict[str, list[int]] = {}
         for name in self._list_files(rel_dir):
             parsed = parse_version_name(f"{folder}/{name}" if folder else name, layout)
@@ -1239,7 +1248,16 @@ class BaseArtifactStore(ABC):
 
         if self._local_modes and mode != "copy" and not pack:
             callback.set_size(sum(f.stat.st_size for f in files))
-        digests = self._map(digest_of, files)
+            digests = self._map(digest_of, files)
+        else:  # remembered digests cost a dict lookup: only the others go to threads
+            digests = [(d, f.stat.st_size) if (d := self.digests.lookup(f.stat)) else None for f in files]
+            misses = [i for i, d in enumerate(digests) if d is None]
+            if sum(files[i].stat.st_size for i in misses) < 8 * 1024 * 1024:  # small: threads cost more than they save
+                hashed = [digest_of(files[i]) for i in misses]
+            else:
+                hashed = self._map(lambda i: digest_of(files[i]), misses)
+            for i, found in zip(misses, hashed, strict=True):
+                digests[i] = found
         entries = [TreeEntry(d, "dir") for d in dirs] + [
             TreeEntry(f.path, "file", d, n) for f, (d, n) in zip(files, digests, strict=True)
         ]
@@ -1265,12 +1283,46 @@ class BaseArtifactStore(ABC):
                     self._write_pack([e for e in entries if e.type == "file"], by_path, pack_path(digest), callback)
                 else:
                     wanted = {object_path(d): (d, f) for d, f in by_digest.items() if d is not None}
-                    held = self._present(list(wanted))
-                    todo = [(f, d) for rel, (d, f) in wanted.items() if rel not in held]
-                    self._upload_objects(todo, callback)
-                if self._head(tree_obj) is None:
-                    self._write_bytes(manifest, tree_obj)
+                    known = self._members_of(previous)  # the key's latest tree holds these: no request for them
+                    self._upload_absent([(f, d) for rel, (d, f) in wanted.items() if rel not in known], callback)
+                self._write_bytes(manifest, tree_obj)  # absent above: the members are all there now
             return self._commit(key, ArtifactKind.DIR, digest, size, meta, layout, previous)
+
+    def _members_of(self, record: RefRecord | None) -> set[str]:
+        """The member objects of an unpacked tree version (a committed record's, so held), or none if unreadable.
+
+        Its manifest being there means its members are: gc keeps them while the record is
+        retained (and the put's marker, written before this, covers them), and gc --verify
+        moves a tree's manifest out with any damaged member.
+        """
+        if record is None or record.layout != Layout.TREE:
+            return set()
+        try:
+            entries = self._tree_entries(record)
+        except (FileNotFoundError, IntegrityError):
+            return set()
+        return {object_path(e.digest) for e in entries if e.type == "file" and e.digest}
+
+    def _upload_absent(self, items: list[tuple[SourceFile, str]], callback: Callback) -> None:
+        """Upload the files whose objects the store does not hold.
+
+        Few objects: one pass of requests in flight, each a ``HEAD`` then (if absent) the
+        upload. Many: the fan-out folders are listed (:meth:`_present`), then the absent
+        ones are uploaded by :meth:`_upload_objects` (which a transport may batch).
+        """
+        few = len(items) <= 4 * self.list_presence_above
+        if not few or type(self)._upload_objects is not BaseArtifactStore._upload_objects:
+            held = self._present([object_path(d) for _, d in items])
+            self._upload_objects([(f, d) for f, d in items if object_path(d) not in held], callback)
+            return
+
+        def one(item: tuple[SourceFile, str]) -> None:
+            f, digest = item
+            rel = object_path(digest)
+            if self._head(rel) is None:
+                self._write_file(f.local, rel, size=f.stat.st_size, callback=callback, expected=digest)
+
+        self._map(one, items)
 
     def _upload_objects(self, todo: list[tuple[SourceFile, str]], callback: Callback) -> None:
         """Upload each source file to the object of its (already computed) digest, verified on the way."""

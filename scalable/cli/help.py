@@ -62,7 +62,10 @@ class PlainCommand(_PlainValues, TyperCommand):
         for param in self.get_params(ctx):
             if isinstance(param, TyperArgument):
                 if not param.hidden:
-                    args.append((_argument_name(param).strip("[]"), param.help or ""))
+                    name = _argument_name(param)
+                    if name.startswith("[") and name.endswith("]"):  # only the brackets of an optional argument
+                        name = name[1:-1]
+                    args.append((name, param.help or ""))
                 continue
             record = param.get_help_record(ctx)
             if record is not None:

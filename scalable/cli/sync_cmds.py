@@ -28,6 +28,22 @@ NoOverwrite = Annotated[
 ]
 
 
+class _Bar:
+    """Moves an :meth:`Output.progress` bar: the two calls a sync makes on a callback, without fsspec's class.
+
+    (fsspec costs about 0.1 s to import, a sixth of a sync with nothing to copy.)
+    """
+
+    def __init__(self, advance: Any) -> None:
+        self._advance = advance
+
+    def set_size(self, size: int | None) -> None:
+        self._advance.set_total(size)
+
+    def relative_update(self, inc: int = 1) -> None:
+        self._advance(inc)
+
+
 def _summary_line(doc: dict[str, Any]) -> str:
     head = "would copy" if doc["dry_run"] else "copied"
     line = (
@@ -69,7 +85,6 @@ def cp(
     """
     from scalable.artifacts.replicate import copy_artifact
     from scalable.cli.locate import open_store
-    from scalable.cli.progress import BarCallback
     from scalable.cli.store_cmds import _key_must_exist, _ref_doc
 
     out = Output(quiet=quiet, json_mode=json_mode)
@@ -83,7 +98,7 @@ def cp(
             dst_key or None,
             versions="all" if all_versions else "latest",
             overwrite=not no_overwrite,
-            callback=BarCallback(advance),
+            callback=_Bar(advance),
         )
     if json_mode:
         out.json(_ref_doc(ref, dst_store))
@@ -126,7 +141,6 @@ def sync(
     """
     from scalable.artifacts.replicate import sync as sync_stores
     from scalable.cli.locate import open_store
-    from scalable.cli.progress import BarCallback
 
     out = Output(quiet=quiet, json_mode=json_mode)
     src_store, prefix = open_store(src, need_key=False)
@@ -141,7 +155,7 @@ def sync(
             dry_run=dry_run,
             versions="all" if all_versions else "latest",
             overwrite=not no_overwrite,
-            callback=BarCallback(advance),
+            callback=_Bar(advance),
             raise_on_failure=False,
         )
     doc = summary.to_dict()
