@@ -786,13 +786,38 @@ class ObstoreArtifactStore(BaseArtifactStore):
             large += small
         super()._upload_objects(large, callback)
 
-    async def _put_small_files(self, todo: list[tuple[Any, str]], callback: Callback) -> None:
+    def _head_then_upload(self, items: list[tuple[Any, str]], callback: Callback) -> bool:
+        """Small files: a ``HEAD`` and, if absent, the upload of each, on one event loop (a directory re-put)."""
+        small = [item for item in items if item[0].stat.st_size < self.multipart_threshold]
+        if len(small) > 1:
+            self._ensure_root()
+            _run_async(self._put_small_files(small, callback, if_absent=True))
+        large = [item for item in items if item[0].stat.st_size >= self.multipart_threshold]
+        held = self._present([object_path(d) for _, d in large]) if large else set()
+        super()._upload_objects([(f, d) for f, d in large if object_path(d) not in held], callback)
+        if len(small) == 1:
+            self._upload_absent_one(*small[0], callback)
+        return True
+
+    def _upload_absent_one(self, source: Any, digest: str, callback: Callback) -> None:
+        rel = object_path(digest)
+        if self._head(rel) is None:
+            self._write_file(source.local, rel, size=source.stat.st_size, callback=callback, expected=digest)
+
+    async def _put_small_files(self, todo: list[tuple[Any, str]], callback: Callback, if_absent: bool = False) -> None:
         import asyncio
 
         gate = asyncio.Semaphore(self.max_concurrency)
 
         async def one(source: Any, digest: str) -> None:
             rel = object_path(digest)
+            if if_absent:
+                async with gate:
+                    try:
+                        await self._retrying_async("look up", lambda: obstore.head_async(self._meta, rel))
+                        return  # held already: nothing to send
+                    except FileNotFoundError:
+                        pass
             with open(source.local, "rb", buffering=0) as f:
                 data = f.read()
             if len(data) != source.stat.st_size or format_digest(hashlib.sha256(data).hexdigest()) != digest:

@@ -1310,11 +1310,15 @@ class BaseArtifactStore(ABC):
         upload. Many: the fan-out folders are listed (:meth:`_present`), then the absent
         ones are uploaded by :meth:`_upload_objects` (which a transport may batch).
         """
-        few = len(items) <= 4 * self.list_presence_above
-        if not few or type(self)._upload_objects is not BaseArtifactStore._upload_objects:
-            held = self._present([object_path(d) for _, d in items])
-            self._upload_objects([(f, d) for f, d in items if object_path(d) not in held], callback)
+        if len(items) <= 4 * self.list_presence_above and self._head_then_upload(items, callback):
             return
+        held = self._present([object_path(d) for _, d in items])
+        self._upload_objects([(f, d) for f, d in items if object_path(d) not in held], callback)
+
+    def _head_then_upload(self, items: list[tuple[SourceFile, str]], callback: Callback) -> bool:
+        """``HEAD`` each object and upload it if absent, all in flight at once; ``False``: not done (batch instead)."""
+        if type(self)._upload_objects is not BaseArtifactStore._upload_objects:
+            return False  # this transport batches its uploads: presence first, then its batch
 
         def one(item: tuple[SourceFile, str]) -> None:
             f, digest = item
@@ -1323,6 +1327,7 @@ class BaseArtifactStore(ABC):
                 self._write_file(f.local, rel, size=f.stat.st_size, callback=callback, expected=digest)
 
         self._map(one, items)
+        return True
 
     def _upload_objects(self, todo: list[tuple[SourceFile, str]], callback: Callback) -> None:
         """Upload each source file to the object of its (already computed) digest, verified on the way."""
