@@ -25,6 +25,7 @@ from scalable.artifacts import fsspec_view
 from scalable.artifacts.base import ArtifactStore
 from scalable.artifacts.fsspec_store import FsspecArtifactStore
 from scalable.artifacts.local import LocalArtifactStore
+from scalable.artifacts.transport_errors import SERVICE_OF
 from scalable.artifacts.uris import redact_uri, split_protocol
 from scalable.errors import UnsupportedURIError
 
@@ -32,16 +33,9 @@ StoreFactory = Callable[..., ArtifactStore]
 
 ENTRY_POINT_GROUP = "scalable.artifact_stores"
 
-#: The ``pip install 'scalable[extra]'`` that brings each protocol's fsspec driver.
-EXTRAS = {
-    "s3": "s3",
-    "s3a": "s3",
-    "gs": "gcs",
-    "gcs": "gcs",
-    "az": "azure",
-    "abfs": "azure",
-    "abfss": "azure",
-}
+#: The ``pip install 'scalable[extra]'`` that brings each protocol's fsspec driver: the
+#: extras are named after the services (``s3``, ``gcs``, ``azure``).
+EXTRAS = SERVICE_OF
 
 #: Schemes with a store of their own (``module:class``, imported on first use) instead of the generic one.
 BUILTIN_STORES = {
