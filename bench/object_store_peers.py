@@ -15,8 +15,8 @@ Used by ``bench_object_stores.py --only peers`` (see its docstring). Contenders:
 
 Each contender lives in its own process (built once, so clients and pools are warm), told
 by a pipe to run one timed step (a round's cleanup, ``UNTIMED`` steps, runs after it, outside
-the time); steps of all contenders alternate within each round, the
-order rotated, and the medians are compared.
+the time, and every step starts after an ``os.sync()``, untimed); steps of all contenders
+alternate within each round, the order rotated, and the medians are compared.
 """
 
 from __future__ import annotations
@@ -263,6 +263,9 @@ def _serve(conn: Any, name: str, where: Where, work: str) -> None:
     conn.send(sorted(op for op in steps if not op.startswith(UNTIMED)))
     while (msg := conn.recv()) is not None:
         op, label, r = msg
+        # Every step starts with no dirty pages to flush: otherwise the step after a large write
+        # (the input file made, or the previous contender's put) pays for that write-back.
+        os.sync()
         began = time.perf_counter()
         try:
             steps[op](label, r)
