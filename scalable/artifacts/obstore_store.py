@@ -12,7 +12,8 @@ Transfers:
   with ``part_concurrency`` parts in flight: at most ``(part_concurrency + 1) * part_size``
   bytes in memory per file. A failed or interrupted upload is aborted (obstore aborts the
   multipart upload when its input fails), so nothing becomes visible or lingers.
-* a large get fetches ``range_size`` (8 MiB) ranges, ``range_concurrency`` (16) in flight,
+* a large get fetches ``range_size`` (8 MiB) ranges, ``range_concurrency`` (16) in flight (no
+  ``HEAD`` first: the first range's answer gives the size),
   writes each at its offset as it arrives and hashes them in order: at most
   ``range_concurrency + 4`` ranges (160 MiB by default) in memory per file.
 * a directory's files move ``max_concurrency`` (64) at a time.
