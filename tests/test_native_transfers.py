@@ -149,6 +149,23 @@ def test_damaged_large_object_is_refused(server: Any, tmp_path: Path) -> None:
     assert list(out.iterdir()) == []
 
 
+@pytest.mark.parametrize("change", ["shorter", "longer"])
+def test_large_object_of_another_size_is_refused(server: Any, tmp_path: Path, change: str) -> None:
+    """No HEAD before a ranged get: the first range's answer gives the size, and a mismatch is caught."""
+    data = os.urandom(12 * MiB + 1)
+    (tmp_path / "m.bin").write_bytes(data)
+    store = make_store(server, multipart_threshold=8 * MiB, range_size=MiB)
+    store.put(tmp_path / "m.bin", "m.bin")
+    record = store._read_record("m.bin")
+    assert record is not None
+    store._write_bytes(data[: 9 * MiB] if change == "shorter" else data + b"x", record.object)
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(IntegrityError, match="does not match its digest"):
+        store.get("m.bin", out / "m.bin")
+    assert list(out.iterdir()) == []
+
+
 def test_store_pickles_for_workers(server: Any, tmp_path: Path) -> None:
     store = make_store(server)
     ref = store.put_bytes(b"payload", "k")

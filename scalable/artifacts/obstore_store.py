@@ -12,7 +12,8 @@ Transfers:
   with ``part_concurrency`` parts in flight: at most ``(part_concurrency + 1) * part_size``
   bytes in memory per file. A failed or interrupted upload is aborted (obstore aborts the
   multipart upload when its input fails), so nothing becomes visible or lingers.
-* a large get fetches ``range_size`` (8 MiB) ranges, ``range_concurrency`` (16) in flight,
+* a large get fetches ``range_size`` (8 MiB) ranges, ``range_concurrency`` (16) in flight (no
+  ``HEAD`` first: the first range's answer gives the size),
   writes each at its offset as it arrives and hashes them in order: at most
   ``range_concurrency + 4`` ranges (160 MiB by default) in memory per file.
 * a directory's files move ``max_concurrency`` (64) at a time.
@@ -162,6 +163,10 @@ class _Reader:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class _SizeDiffers(Exception):
+    """The object is not the size its ref records (a large get then fetches it whole)."""
 
 
 class _Aborted(Exception):
@@ -720,11 +725,11 @@ class ObstoreArtifactStore(BaseArtifactStore):
         return format_digest(hashlib.sha256(data).hexdigest())
 
     def _get_ranges(self, rel: str, dest: Path, size: int, callback: Callback) -> str:
-        """Ranges fetched concurrently and written at their offsets, hashed here in order."""
-        meta = obstore.head(self._meta, rel)
-        if int(meta["size"]) != size:
-            # Not the size its ref records: fetch it whole so the digest covers what is there.
-            return self._get_small(rel, dest, callback)
+        """Ranges fetched concurrently and written at their offsets, hashed here in order.
+
+        No ``HEAD`` first: the first range's answer carries the object's size, and one that is not
+        the size its ref records is fetched whole instead, so the digest covers what is there.
+        """
         step = self.range_size
         starts = list(range(0, size, step))
         h = hashlib.sha256()
@@ -733,7 +738,13 @@ class ObstoreArtifactStore(BaseArtifactStore):
 
         def fetch(start: int) -> Any:
             n = min(step, size - start)
-            data = obstore.get_range(self._data, rel, start=start, length=n)
+            if start == 0:
+                got = obstore.get(self._data, rel, options={"range": (0, n)})
+                if int(got.meta["size"]) != size:
+                    raise _SizeDiffers
+                data = got.bytes()
+            else:
+                data = obstore.get_range(self._data, rel, start=start, length=n)
             if len(data) != n:
                 raise ConnectionResetError(f"range {start}+{n} of {rel} ended after {len(data)} bytes")
             view = memoryview(data)
@@ -763,12 +774,17 @@ class ObstoreArtifactStore(BaseArtifactStore):
                     for fut in pending:
                         fut.cancel()
                     raise
+        except _SizeDiffers:
+            os.close(fd)
+            if moved:
+                callback.relative_update(-moved)
+            return self._get_small(rel, dest, callback)
         except BaseException:
+            os.close(fd)
             if moved:
                 callback.relative_update(-moved)
             raise
-        finally:
-            os.close(fd)
+        os.close(fd)
         return format_digest(h.hexdigest())
 
     def _upload_objects(self, todo: list[tuple[Any, str]], callback: Callback) -> None:
