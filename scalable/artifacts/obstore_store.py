@@ -53,6 +53,7 @@ from scalable.artifacts.retry import (
     is_connection_error,
     resolve_deadlines,
     retry_call,
+    retry_call_async,
 )
 from scalable.artifacts.store import BaseArtifactStore, _source_changed
 from scalable.artifacts.transport_errors import (
@@ -854,30 +855,20 @@ class ObstoreArtifactStore(BaseArtifactStore):
             raise
 
     async def _retrying_async(self, what: str, attempt: Callable[[], Any]) -> Any:
-        """:func:`~scalable.artifacts.retry.retry_call` on an event loop: same policy, deadline and errors."""
-        import asyncio
-        import time
-
-        policy = self.retry_policy
-        first_failure: float | None = None
-        for n in range(policy.attempts):
-            started = time.monotonic()
-            try:
-                return await attempt()
-            except Exception as exc:
-                wait = policy.delay(n)
-                first_failure = started if first_failure is None else first_failure
-                if (
-                    n == policy.attempts - 1
-                    or not is_transient_native(exc)
-                    or time.monotonic() + wait - first_failure > self.deadlines.operation
-                ):
-                    translated = self._translate(what, exc)
-                    if translated is exc:
-                        raise
-                    raise translated from None
-                await asyncio.sleep(wait)
-        raise AssertionError("unreachable")
+        """:meth:`_bare_call` on an event loop: the same policy, deadline and error translation."""
+        try:
+            return await retry_call_async(
+                attempt,
+                policy=self.retry_policy,
+                what=f"{what} {self.uri}",
+                transient=is_transient_native,
+                deadline=self.deadlines.operation,
+            )
+        except BaseException as exc:
+            translated = self._translate(what, exc)
+            if translated is exc:
+                raise
+            raise translated from None
 
     def _pool_map(self, fn: Callable[[Any], T], items: list[Any]) -> list[T]:
         if len(items) < 2:

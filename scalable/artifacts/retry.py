@@ -17,7 +17,7 @@ import logging
 import os
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -269,6 +269,32 @@ def retry_call(
     raise AssertionError("unreachable")
 
 
+async def retry_call_async(
+    fn: Callable[[], Awaitable[T]],
+    *,
+    policy: RetryPolicy = DEFAULT_POLICY,
+    what: str = "request",
+    transient: Callable[[BaseException], bool] = should_retry,
+    deadline: float | None = None,
+) -> T:
+    """:func:`retry_call` for a request awaited on an event loop: the same policy, deadline and log line."""
+    first_failure: float | None = None
+    for attempt in range(policy.attempts):
+        started = time.monotonic()
+        try:
+            return await fn()
+        except Exception as exc:
+            if attempt == policy.attempts - 1 or not transient(exc):
+                raise
+            wait = policy.delay(attempt)
+            first_failure = started if first_failure is None else first_failure
+            if deadline is not None and time.monotonic() + wait - first_failure > deadline:
+                raise
+            log.info("%s failed (%s); retry %d of %d in %.2fs", what, exc, attempt + 1, policy.attempts - 1, wait)
+            await asyncio.sleep(wait)
+    raise AssertionError("unreachable")
+
+
 __all__ = [
     "DEADLINES_ENV",
     "DEFAULT_DEADLINES",
@@ -283,5 +309,6 @@ __all__ = [
     "is_transient",
     "resolve_deadlines",
     "retry_call",
+    "retry_call_async",
     "should_retry",
 ]

@@ -26,7 +26,6 @@ import inspect
 import logging
 import os
 import threading
-import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from datetime import datetime, timezone
 from pathlib import Path
@@ -40,7 +39,7 @@ from scalable.artifacts.digests import DigestCache, SourceFile, digest_bytes, fo
 from scalable.artifacts.fsspec_store import FsspecArtifactStore
 from scalable.artifacts.layout import object_path
 from scalable.artifacts.primitives import IncompleteUpload
-from scalable.artifacts.retry import Deadlines, RetryPolicy, http_status
+from scalable.artifacts.retry import Deadlines, RetryPolicy, http_status, retry_call_async
 from scalable.artifacts.store import _source_changed
 
 log = logging.getLogger("scalable.artifacts")
@@ -180,22 +179,9 @@ class S3ArtifactStore(FsspecArtifactStore):
 
     async def _retrying(self, what: str, attempt: Callable[[], Coroutine[Any, Any, Any]]) -> Any:
         """``retry_call`` for requests made concurrently on the event loop."""
-        policy = self.retry_policy
-        first_failure: float | None = None
-        for n in range(policy.attempts):
-            started = time.monotonic()
-            try:
-                return await attempt()
-            except Exception as exc:
-                if n == policy.attempts - 1 or not self._transient(exc):
-                    raise
-                wait = policy.delay(n)
-                first_failure = started if first_failure is None else first_failure
-                if time.monotonic() + wait - first_failure > self.deadlines.operation:
-                    raise
-                log.info("%s failed (%s); retry %d of %d in %.2fs", what, exc, n + 1, policy.attempts - 1, wait)
-                await asyncio.sleep(wait)
-        raise AssertionError("unreachable")
+        return await retry_call_async(
+            attempt, policy=self.retry_policy, what=what, transient=self._transient, deadline=self.deadlines.operation
+        )
 
     def _part_size_for(self, size: int) -> int:
         smallest = -(-size // MAX_PARTS)
