@@ -136,16 +136,12 @@ def collect_garbage(
     del listed
     candidates.sort()
     report.live_objects = n_live
-    remove_many = getattr(store, "_remove_objects", None)
     for start in range(0, len(candidates), BATCH):
         batch = candidates[start : start + BATCH]
         if not dry_run:
             live |= _marked(store, cutoff, seen_markers, report, dry_run)
             batch = [(rel, size) for rel, size in batch if rel not in live]
-            if remove_many is not None:
-                remove_many([rel for rel, _ in batch])
-            else:
-                store._map(lambda item: store._remove(item[0]), batch)
+            store._remove_objects([rel for rel, _ in batch])
         report.objects.extend(rel for rel, _ in batch)
         report.object_bytes += sum(size for _, size in batch)
     if verify:

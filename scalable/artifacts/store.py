@@ -1084,6 +1084,10 @@ class BaseArtifactStore(ABC):
                 f"({missing[0]}); re-put it from its source"
             )
 
+    def _remove_objects(self, rels: list[str]) -> None:
+        """Remove many objects (gc's sweep), in flight at once; a transport may do it its own faster way."""
+        self._map(self._remove, rels)
+
     def _remove_quietly(self, rel: str, *, recursive: bool = False) -> None:
         try:
             self._remove(rel, recursive=recursive)
