@@ -807,6 +807,46 @@ def test_a_killed_delete_reads_the_same_everywhere_and_the_next_write_repairs_it
     assert_readers_agree(store, "k2", [1])
 
 
+@pytest.mark.parametrize("killed", ["after the tombstone", "after the head went"])
+def test_gc_completes_a_delete_killed_after_its_commit_point(
+    store: BaseArtifactStore, monkeypatch: pytest.MonkeyPatch, killed: str
+) -> None:
+    store.put_bytes(b"first", "k")
+    store.put_bytes(b"second", "k")
+    store.put_bytes(b"other", "k2")
+    with monkeypatch.context() as m:
+        if killed == "after the tombstone":
+            real_remove = store._remove
+
+            def remove(rel: str, *, recursive: bool = False) -> None:
+                if rel.startswith(REFS + "/"):
+                    raise Crash()
+                real_remove(rel, recursive=recursive)
+
+            m.setattr(store, "_remove", remove)
+        else:
+            m.setattr(store, "_republish_after", lambda *a: (_ for _ in ()).throw(Crash()))
+        m.setattr(store, "_remove_quietly", lambda *a, **k: None)  # a dead process cleans nothing
+        with pytest.raises(Crash):
+            store.delete("k")
+    records = {f"{VERSIONS}/k/.scalable/1", f"{VERSIONS}/k/.scalable/2"}
+    assert records <= {f"{VERSIONS}/{n}" for n in store._list_files(VERSIONS)}
+
+    report = store.gc(grace=0)
+
+    if killed == "after the head went":  # deleted: its records are dead, their bytes go
+        assert sorted(report.records) == sorted(records)
+        assert sorted(report.objects) == sorted(object_path(sha256(d)) for d in (b"first", b"second"))
+        assert not records & {f"{VERSIONS}/{n}" for n in store._list_files(VERSIONS)}
+        assert_readers_agree(store, "k", None)
+        assert store.put_bytes(b"third", "k").version == 4  # the tombstone keeps the numbers growing
+    else:  # the head is still there: the key reads as before until a delete completes
+        assert report.records == [] and report.objects == []
+        assert_readers_agree(store, "k", [1, 2])
+        assert store.get_bytes("k") == b"second"
+    assert store.get_bytes("k2") == b"other"
+
+
 def test_keep_versions_limits_history(store_factory, backend: str, tmp_path: Path) -> None:
     store = store_factory()
     store.keep_versions = 2

@@ -40,6 +40,7 @@ from scalable.artifacts.layout import (
     VERSIONS,
     object_path,
     parse_version_name,
+    ref_path,
     version_path,
 )
 from scalable.errors import IntegrityError
@@ -71,6 +72,8 @@ class GcReport:
     tmp_bytes: int = 0
     uploads: list[str] = field(default_factory=list)
     markers: list[str] = field(default_factory=list)
+    #: Version records of deleted keys that a delete killed after its commit point left behind.
+    records: list[str] = field(default_factory=list)
     live_objects: int = 0
     scanned_objects: int = 0
     seconds: float = 0.0
@@ -91,7 +94,8 @@ class GcReport:
         verb = "would remove" if self.dry_run else "removed"
         text = (
             f"{verb} {len(self.objects)} objects ({self.object_bytes} bytes), {len(self.tmp_files)} temporary files "
-            f"({self.tmp_bytes} bytes), {len(self.uploads)} unfinished uploads, {len(self.markers)} stale markers; "
+            f"({self.tmp_bytes} bytes), {len(self.uploads)} unfinished uploads, {len(self.markers)} stale markers, "
+            f"{len(self.records)} records of deleted keys; "
             f"kept {self.live_objects} live objects of {self.scanned_objects}"
         )
         if self.verified:
@@ -116,7 +120,7 @@ def collect_garbage(
 
     listed = store._list_stats(SHA256_OBJECTS)  # listed first: anything newer is not a candidate
     report.scanned_objects = len(listed)
-    marked = _mark(store, report, dry_run, verify)
+    marked = _mark(store, report, dry_run, verify, cutoff)
     live = marked.live
     seen_markers: set[str] = set()
     live |= _marked(store, cutoff, seen_markers, report, dry_run)
@@ -176,33 +180,59 @@ class _Marked:
     blocked: bool = False  # a damaged live manifest: its members are unknown, so nothing may be swept
 
 
-def _mark(store: BaseArtifactStore, report: GcReport, dry_run: bool, verify: bool) -> _Marked:
-    """Every object a head or retained version record names, with the members of unpacked trees."""
+def _mark(store: BaseArtifactStore, report: GcReport, dry_run: bool, verify: bool, cutoff: datetime) -> _Marked:
+    """Every object a head or retained version record names, with the members of unpacked trees.
+
+    The records a delete leaves behind when it is killed after its commit point (the head's
+    removal) but before it removed them are dead: they come before a tombstone older than the
+    grace period, and the key has no head or one newer than that tombstone, so no reader can
+    see them again. They name nothing here and are removed (``report.records``).
+    """
     from scalable.artifacts.store import Layout, RefRecord, Tombstone
 
-    rels = [f"{REFS}/{name}" for name in store._list_files(REFS)]
-    keys: dict[str, str] = {}  # record -> its key
-    for name in store._list_files(VERSIONS):
+    numbers: dict[str, dict[int, datetime]] = {}  # key -> its record numbers -> their mtimes
+    for name, st in store._list_stats(VERSIONS).items():
         parsed = parse_version_name(name)
         if parsed is not None:
-            keys[version_path(*parsed)] = parsed[0]
-    rels.extend(sorted(keys))
+            numbers.setdefault(parsed[0], {})[parsed[1]] = st.mtime
+    for name in store._list_files(REFS):
+        numbers.setdefault(name, {})
     marked = _Marked(set(), {}, {})
     trees: dict[str, str] = {}  # tree digest -> a key naming it (for messages)
-    for chunk in _chunks(rels, 1000):
-        found = store._read_many(chunk)
-        for rel, data in found.items():
-            key = rel[len(REFS) + 1 :] if rel.startswith(REFS + "/") else keys[rel]
-            record = RefRecord.from_bytes(data, key, store.uri)  # a damaged record stops gc: it names unknowns
-            if isinstance(record, Tombstone):
-                continue
-            names = record.names()
-            marked.live.update(names)
-            if verify:
-                for name in names:
-                    marked.owners.setdefault(name, set()).add(f"{key}@{record.version}")
-            if record.layout == Layout.TREE:
-                trees.setdefault(record.ref.digest, key)
+    for keys in _key_chunks(numbers, 1000):
+        found = store._read_many([rel for key in keys for rel in _record_rels(key, numbers[key])])
+        for key in keys:
+            records: list[RefRecord] = []
+            data = found.get(ref_path(key))
+            head = RefRecord.from_bytes(data, key, store.uri) if data is not None else None  # damaged: gc stops
+            if isinstance(head, RefRecord):
+                records.append(head)
+            ended = 0  # the newest tombstone older than the grace period
+            for n, mtime in sorted(numbers[key].items()):
+                data = found.get(version_path(key, n))
+                if data is None:  # removed since it was listed
+                    continue
+                record = RefRecord.from_bytes(data, key, store.uri)  # a damaged record stops gc: it names unknowns
+                if isinstance(record, Tombstone):
+                    if mtime < cutoff:
+                        ended = n
+                    continue
+                records.append(record)
+            if ended and (not isinstance(head, RefRecord) or head.version > ended):
+                dead = sorted(r.version for r in records if r.version < ended)
+                report.records.extend(version_path(key, n) for n in dead)
+                records = [r for r in records if r.version > ended]
+            for record in records:
+                names = record.names()
+                marked.live.update(names)
+                if verify:
+                    for name in names:
+                        marked.owners.setdefault(name, set()).add(f"{key}@{record.version}")
+                if record.layout == Layout.TREE:
+                    trees.setdefault(record.ref.digest, key)
+    if not dry_run:
+        for rel in report.records:
+            store._remove_quietly(rel)
     tree_rels = {object_path(d): d for d in sorted(trees)}
     for chunk in _chunks(list(tree_rels), 1000):
         found = store._read_many(chunk)
@@ -353,6 +383,24 @@ def _marked(store: BaseArtifactStore, cutoff: datetime, seen: set[str], report: 
                 store._remove_quietly(rel)
             report.markers.append(rel)
     return out
+
+
+def _record_rels(key: str, numbers: dict[int, datetime]) -> list[str]:
+    return [ref_path(key)] + [version_path(key, n) for n in sorted(numbers)]
+
+
+def _key_chunks(numbers: dict[str, dict[int, datetime]], n: int) -> Iterable[list[str]]:
+    """The keys in sorted batches of about ``n`` records each (a key's records stay in one batch)."""
+    batch: list[str] = []
+    size = 0
+    for key in sorted(numbers):
+        batch.append(key)
+        size += 1 + len(numbers[key])
+        if size >= n:
+            yield batch
+            batch, size = [], 0
+    if batch:
+        yield batch
 
 
 def _chunks(items: list[str], n: int) -> Iterable[list[str]]:

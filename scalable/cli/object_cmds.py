@@ -82,6 +82,7 @@ def gc(
             "tmp_files": report.tmp_files,
             "uploads": report.uploads,
             "markers": report.markers,
+            "records": report.records,
             "bytes_reclaimed": report.bytes_reclaimed,
             "live_objects": report.live_objects,
         }
